@@ -1,0 +1,143 @@
+"""The embedded store's tables (SQLite). One file, nothing to install.
+
+Contract shared by ingest (writes), the views (read) and the Jaeger API (read):
+
+* ``spans`` keeps **every** span received, exactly as received: the serialized OTLP
+  ``Span`` message in ``span``, its resource and scope in ``origins``. A few columns are
+  copied out of it for indexing. Primary key ``(trace_id, span_id)``: a span delivered
+  twice (a collector retry) is inserted once; only a span that was really inserted goes
+  on to the task, feedback and rollup steps, so nothing counts twice.
+* ``tasks`` holds one row per task id, from task spans of our convention and from the
+  other conventions' spans that carry a session or user (see ``aggregator/``).
+* ``feedback`` holds one row per feedback span; a task's ``flag`` is its latest
+  feedback by time.
+* ``sessions`` and ``users`` are rollups that *merge*: counts add, times take min/max,
+  "first"/"last" fields are latest-by-time (ties broken by task id), so that rows
+  written by several aggregator replicas, or by spans arriving in any order, come out
+  the same.
+
+Times are integer nanoseconds since the Unix epoch (UTC); ids of traces and spans are
+raw bytes (16 and 8). Anything reading the store goes through ``phospho_otel.store``.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+DDL = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- (resource, instrumentation scope) pairs, deduplicated by a hash of their bytes.
+CREATE TABLE IF NOT EXISTS origins (
+    id           INTEGER PRIMARY KEY,
+    hash         BLOB NOT NULL UNIQUE,
+    service_name TEXT NOT NULL,
+    resource     BLOB NOT NULL,      -- opentelemetry.proto.resource.v1.Resource
+    resource_schema_url TEXT NOT NULL DEFAULT '',
+    scope        BLOB NOT NULL,      -- opentelemetry.proto.common.v1.InstrumentationScope
+    scope_schema_url TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id       BLOB NOT NULL,
+    span_id        BLOB NOT NULL,
+    parent_span_id BLOB,              -- NULL for a root span
+    origin_id      INTEGER NOT NULL REFERENCES origins(id),
+    service_name   TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    kind           INTEGER NOT NULL,  -- OTLP SpanKind number
+    start_ns       INTEGER NOT NULL,
+    end_ns         INTEGER NOT NULL,
+    status_code    INTEGER NOT NULL,  -- OTLP StatusCode number (0 unset, 1 ok, 2 error)
+    session_id     TEXT,              -- from any convention, NULL if none
+    user_id        TEXT,
+    span           BLOB NOT NULL,     -- opentelemetry.proto.trace.v1.Span, as received
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS spans_by_session ON spans(session_id, start_ns)
+    WHERE session_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS spans_by_user ON spans(user_id, start_ns)
+    WHERE user_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS spans_by_service ON spans(service_name, start_ns);
+
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id      TEXT PRIMARY KEY,
+    trace_id     BLOB NOT NULL,
+    span_id      BLOB NOT NULL,
+    session_id   TEXT,
+    user_id      TEXT,
+    name         TEXT NOT NULL,
+    service_name TEXT NOT NULL,
+    convention   TEXT NOT NULL,       -- 'phospho', 'openinference', 'gen_ai', 'traceloop', 'langfuse'
+    input        TEXT,
+    output       TEXT,
+    raw_input    TEXT,                -- JSON text
+    raw_output   TEXT,                -- JSON text
+    metadata     TEXT NOT NULL DEFAULT '{}',  -- JSON object
+    start_ns     INTEGER NOT NULL,
+    end_ns       INTEGER NOT NULL,
+    status       TEXT NOT NULL,       -- 'unset' | 'ok' | 'error'
+    flag         TEXT,                -- latest feedback flag: 'success' | 'failure' | NULL
+    flag_time_ns INTEGER,             -- time of that feedback (latest-by-time merge)
+    notes        TEXT,
+    flag_source  TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks(session_id, start_ns, task_id)
+    WHERE session_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_by_user ON tasks(user_id, start_ns);
+CREATE INDEX IF NOT EXISTS tasks_by_start ON tasks(start_ns);
+
+CREATE TABLE IF NOT EXISTS feedback (
+    trace_id BLOB NOT NULL,
+    span_id  BLOB NOT NULL,
+    task_id  TEXT NOT NULL,
+    flag     TEXT NOT NULL,
+    notes    TEXT,
+    source   TEXT NOT NULL,
+    time_ns  INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS feedback_by_task ON feedback(task_id, time_ns);
+
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id      TEXT PRIMARY KEY,
+    user_id         TEXT,
+    task_count      INTEGER NOT NULL DEFAULT 0,
+    start_ns        INTEGER,          -- min task start
+    end_ns          INTEGER,          -- max task end
+    first_task_id   TEXT,             -- task with the smallest (start_ns, task_id)
+    first_start_ns  INTEGER,
+    first_input     TEXT,
+    last_task_id    TEXT,             -- task with the largest (start_ns, task_id)
+    last_start_ns   INTEGER,
+    last_input      TEXT,
+    last_output     TEXT,
+    last_status     TEXT,
+    success_count   INTEGER NOT NULL DEFAULT 0,  -- tasks whose latest flag is success
+    failure_count   INTEGER NOT NULL DEFAULT 0,
+    error_count     INTEGER NOT NULL DEFAULT 0   -- tasks with status 'error'
+);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id, start_ns);
+CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions(start_ns);
+
+CREATE TABLE IF NOT EXISTS users (
+    user_id       TEXT PRIMARY KEY,
+    task_count    INTEGER NOT NULL DEFAULT 0,
+    session_count INTEGER NOT NULL DEFAULT 0,
+    first_seen_ns INTEGER,
+    last_seen_ns  INTEGER,
+    success_count INTEGER NOT NULL DEFAULT 0,
+    failure_count INTEGER NOT NULL DEFAULT 0,
+    error_count   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS users_by_task_count ON users(task_count);
+CREATE INDEX IF NOT EXISTS users_by_last_seen ON users(last_seen_ns);
+
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,           -- e.g. 'spans_received', 'spans_duplicate', 'tasks_skipped_invalid'
+    value INTEGER NOT NULL
+);
+"""
