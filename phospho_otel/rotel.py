@@ -114,7 +114,7 @@ class RotelCollector:
             fd, name = tempfile.mkstemp(prefix="rotel-", suffix=".log")
             os.close(fd)
             self.log_path = Path(name)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        log = open(self.log_path, "ab")  # handed to the child process
         env = {**os.environ, **(self.env or {})}
         # Keep rotel's own settings from leaking in from the caller's environment.
         env = {k: v for k, v in env.items() if not k.startswith("ROTEL_")} | (self.env or {})

@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     user_id      TEXT,
     name         TEXT NOT NULL,
     service_name TEXT NOT NULL,
-    convention   TEXT NOT NULL,       -- 'phospho', 'openinference', 'gen_ai', 'traceloop', 'langfuse'
+    convention   TEXT NOT NULL,  -- phospho|openinference|gen_ai|traceloop|langfuse
     input        TEXT,
     output       TEXT,
     raw_input    TEXT,                -- JSON text
@@ -137,7 +137,7 @@ CREATE INDEX IF NOT EXISTS users_by_task_count ON users(task_count);
 CREATE INDEX IF NOT EXISTS users_by_last_seen ON users(last_seen_ns);
 
 CREATE TABLE IF NOT EXISTS counters (
-    name  TEXT PRIMARY KEY,           -- e.g. 'spans_received', 'spans_duplicate', 'tasks_skipped_invalid'
+    name  TEXT PRIMARY KEY,  -- e.g. spans_received, spans_duplicate, tasks_skipped_invalid
     value INTEGER NOT NULL
 );
 """
