@@ -62,6 +62,8 @@ CREATE INDEX IF NOT EXISTS spans_by_session ON spans(session_id, start_ns)
 CREATE INDEX IF NOT EXISTS spans_by_user ON spans(user_id, start_ns)
     WHERE user_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_by_service ON spans(service_name, start_ns);
+-- operation lists (skip scan over names) and service + operation searches (Jaeger API)
+CREATE INDEX IF NOT EXISTS spans_by_operation ON spans(service_name, name, start_ns);
 
 CREATE TABLE IF NOT EXISTS tasks (
     task_id      TEXT PRIMARY KEY,
@@ -122,6 +124,11 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id, start_ns);
 CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions(start_ns);
+-- the session list's other sort keys (views: ORDER BY <key>, session_id LIMIT), and the
+-- duration quantiles of the session insights (ORDER BY duration LIMIT 2 OFFSET k)
+CREATE INDEX IF NOT EXISTS sessions_by_end ON sessions(end_ns, session_id);
+CREATE INDEX IF NOT EXISTS sessions_by_task_count ON sessions(task_count, session_id);
+CREATE INDEX IF NOT EXISTS sessions_by_duration ON sessions((end_ns - start_ns), session_id);
 
 CREATE TABLE IF NOT EXISTS users (
     user_id       TEXT PRIMARY KEY,

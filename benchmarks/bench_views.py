@@ -1,0 +1,197 @@
+"""View latency: p95 of each ``GET /api/...`` at 1,000,000 tasks / 100,000 sessions /
+10,000 users (``--quick``: 10x fewer). Target: p95 <= 50 ms.
+
+    /work/venv/bin/python benchmarks/bench_views.py [--quick] [--db PATH] [--requests N]
+
+The data set is written **directly with SQL** into ``phospho_otel.store.schema`` (tasks,
+feedback flags, and the sessions/users rollups computed the way ingest computes them), not
+through ``SQLiteStore.write``: that path is measured by the ingest benchmark, and SQL builds
+a million tasks in well under a minute. The ``spans`` table stays empty (no view reads it).
+
+The aggregator then serves that file (``AggregatorServer``, real HTTP on 127.0.0.1) and each
+endpoint is requested ``--requests`` times with varying ids / pages over one keep-alive
+connection. Baseline measured in the same run: ``GET /healthz`` (HTTP + framework cost with
+no query); ratios are p95(endpoint) / p95(healthz).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+
+from phospho_otel.server import AggregatorServer
+from phospho_otel.server_settings import ServerSettings
+from phospho_otel.store.schema import DDL
+
+BASE_NS = 1_764_000_000 * 1_000_000_000  # 2025-11-24T16:00:00Z
+S = 1_000_000_000
+TARGET_MS = 50.0
+
+
+def _task_rows(n_sessions: int, n_users: int, tasks_per_session: int, seed: int,
+               session_rows: list[tuple[object, ...]]) -> Iterator[tuple[object, ...]]:
+    rng = random.Random(seed)
+    inputs = [f"question {i}: how do I {w}?" for i, w in enumerate(
+        ["reset my password", "export data", "cancel", "upgrade", "get a refund", "log in",
+         "change email", "delete my account", "contact support", "use the API"])]
+    t = 0
+    for s in range(n_sessions):
+        user = f"user-{s % n_users:05d}"
+        sid = f"session-{s:06d}"
+        start = BASE_NS + s * 50 * S + rng.randrange(0, 30) * S
+        n = max(1, tasks_per_session + rng.randrange(-5, 6)) if tasks_per_session > 5 else \
+            tasks_per_session
+        first = last = None
+        succ = fail = err = 0
+        for k in range(n):
+            tid = f"task-{t:07d}"
+            t_start = start + k * 20 * S
+            t_end = t_start + rng.randrange(1, 5) * S
+            text_in = inputs[(s + k) % len(inputs)]
+            status = "error" if t % 50 == 0 else "ok"
+            flag = "success" if t % 7 == 0 else ("failure" if t % 11 == 0 else None)
+            succ += flag == "success"
+            fail += flag == "failure"
+            err += status == "error"
+            row = (tid, t.to_bytes(16, "big"), t.to_bytes(8, "big"), sid, user, "chat",
+                   "bench", "phospho", text_in, f"answer {t}", '{"q": 1}', '{"a": 1}',
+                   '{"model": "m"}', t_start, t_end, status, flag,
+                   t_end + S if flag else None, None, "user" if flag else None)
+            if first is None:
+                first = row
+            last = row
+            t += 1
+            yield row
+        assert first is not None and last is not None
+        session_rows.append((sid, user, n, start, last[14], first[0], first[13], first[8],
+                             last[0], last[13], last[8], last[9], last[15], succ, fail, err))
+
+
+def populate(path: Path, n_tasks: int, n_sessions: int, n_users: int, seed: int = 1) -> None:
+    """Write the synthetic data set into a fresh SQLite file at ``path``."""
+    conn = sqlite3.connect(path)
+    conn.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;")
+    conn.executescript(DDL)
+    session_rows: list[tuple[object, ...]] = []
+    with conn:
+        conn.executemany(
+            "INSERT INTO tasks (task_id, trace_id, span_id, session_id, user_id, name,"
+            " service_name, convention, input, output, raw_input, raw_output, metadata,"
+            " start_ns, end_ns, status, flag, flag_time_ns, notes, flag_source)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            _task_rows(n_sessions, n_users, n_tasks // n_sessions, seed, session_rows),
+        )
+        conn.executemany(
+            "INSERT INTO sessions (session_id, user_id, task_count, start_ns, end_ns,"
+            " first_task_id, first_start_ns, first_input, last_task_id, last_start_ns,"
+            " last_input, last_output, last_status, success_count, failure_count, error_count)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            session_rows,
+        )
+        conn.execute(
+            "INSERT INTO users (user_id, task_count, session_count, first_seen_ns, last_seen_ns,"
+            " success_count, failure_count, error_count)"
+            " SELECT user_id, sum(task_count), count(*), min(start_ns), max(end_ns),"
+            " sum(success_count), sum(failure_count), sum(error_count)"
+            " FROM sessions GROUP BY user_id"
+        )
+    conn.execute("ANALYZE")
+    conn.close()
+
+
+def _p95(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=20, method="inclusive")[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10x smaller data set")
+    parser.add_argument("--db", help="reuse (or create) this data file")
+    parser.add_argument("--requests", type=int, default=200, help="requests per endpoint")
+    args = parser.parse_args(argv)
+    scale = 10 if args.quick else 1
+    n_tasks, n_sessions, n_users = 1_000_000 // scale, 100_000 // scale, 10_000 // scale
+    tmp = tempfile.TemporaryDirectory(prefix="bench-views-")
+    path = Path(args.db) if args.db else Path(tmp.name) / "views.db"
+    if not path.exists():
+        t0 = time.perf_counter()
+        populate(path, n_tasks, n_sessions, n_users)
+        print(f"data set: {n_tasks:,} tasks / {n_sessions:,} sessions / {n_users:,} users "
+              f"written with SQL in {time.perf_counter() - t0:.1f} s")
+    rng = random.Random(2)
+    day = 86_400
+    from_iso = "2025-11-30T00:00:00Z"
+    to_iso = "2025-12-07T00:00:00Z"
+
+    def uid() -> str:
+        return f"user-{rng.randrange(n_users):05d}"
+
+    endpoints: list[tuple[str, Callable[[], tuple[str, dict[str, object]]]]] = [
+        ("GET /healthz (baseline)", lambda: ("/healthz", {})),
+        ("GET /api/sessions", lambda: ("/api/sessions", {})),
+        ("GET /api/sessions?offset=1000&sort=duration_s",
+         lambda: ("/api/sessions", {"sort": "duration_s", "offset": 1000})),
+        ("GET /api/sessions?sort=task_count&order=asc",
+         lambda: ("/api/sessions", {"sort": "task_count", "order": "asc"})),
+        ("GET /api/sessions?from&to (1 week)",
+         lambda: ("/api/sessions", {"from": from_iso, "to": to_iso})),
+        ("GET /api/sessions?user_id", lambda: ("/api/sessions", {"user_id": uid()})),
+        ("GET /api/sessions/{id}",
+         lambda: (f"/api/sessions/session-{rng.randrange(n_sessions):06d}", {})),
+        ("GET /api/users", lambda: ("/api/users", {})),
+        ("GET /api/users?sort=task_count", lambda: ("/api/users", {"sort": "task_count"})),
+        ("GET /api/users/{id}", lambda: (f"/api/users/{uid()}", {})),
+        ("GET /api/tasks", lambda: ("/api/tasks", {})),
+        ("GET /api/tasks?user_id", lambda: ("/api/tasks", {"user_id": uid()})),
+        ("GET /api/tasks/{id}",
+         lambda: (f"/api/tasks/task-{rng.randrange(n_tasks):07d}", {})),
+        ("GET /api/insights/sessions", lambda: ("/api/insights/sessions", {})),
+        ("GET /api/insights/sessions?from&to (1 week)",
+         lambda: ("/api/insights/sessions", {"from": from_iso, "to": to_iso})),
+        ("GET /api/insights/users", lambda: ("/api/insights/users", {})),
+    ]
+    del day
+    settings = ServerSettings(db=str(path), http_port=0, grpc_port=0)
+    results: list[tuple[str, float, float]] = []
+    with AggregatorServer(settings) as server, httpx.Client(base_url=server.http_url,
+                                                             timeout=60) as client:
+        for name, make in endpoints:
+            n = args.requests if "insights" not in name else max(20, args.requests // 5)
+            for _ in range(3):  # warm-up: page cache, statement cache
+                p, q = make()
+                client.get(p, params=q).raise_for_status()
+            samples = []
+            for _ in range(n):
+                p, q = make()
+                t0 = time.perf_counter()
+                r = client.get(p, params=q)
+                samples.append((time.perf_counter() - t0) * 1000)
+                if r.status_code != 200:
+                    print(f"{name}: HTTP {r.status_code} {r.text[:200]}", file=sys.stderr)
+                    return 1
+            results.append((name, statistics.median(samples), _p95(samples)))
+    base = results[0][2]
+    print(f"\n{'endpoint':48} {'p50 ms':>8} {'p95 ms':>8} {'x base':>8}  target p95 <= "
+          f"{TARGET_MS:.0f} ms")
+    worst = 0.0
+    for name, p50, p95 in results:
+        ok = "" if name.startswith("GET /healthz") else ("ok" if p95 <= TARGET_MS else "SLOW")
+        print(f"{name:48} {p50:8.2f} {p95:8.2f} {p95 / base:8.1f}  {ok}")
+        if not name.startswith("GET /healthz"):
+            worst = max(worst, p95)
+    print(f"\nworst p95: {worst:.1f} ms ({'within' if worst <= TARGET_MS else 'OVER'} target)")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,469 @@
+"""Decoded OTLP -> span, task and feedback records. Pure functions, no I/O.
+
+Every span with a valid trace id (16 bytes, not all zero) and span id (8 bytes, not all
+zero) becomes a ``spans`` row; a span with an invalid id cannot be stored and is
+*rejected* (counted in the OTLP partial-success reply).
+
+Which spans become tasks and feedback:
+
+* **Our convention** (``phospho.span.type`` set, see ``phospho_otel.semconv``):
+
+  - ``task``: a task with id ``phospho.task.id`` (non-empty string) and input
+    ``input.value`` (string). ``output.value``, ``phospho.raw_input``,
+    ``phospho.raw_output``, ``session.id`` and ``user.id`` are optional strings;
+    ``phospho.metadata.<k>`` attributes form the metadata object. A missing required
+    attribute or a value of the wrong type skips the task (counter
+    ``tasks_skipped_invalid``); the span is stored all the same.
+  - ``feedback``: feedback on task ``phospho.task.id`` with ``phospho.feedback.flag``
+    (``success`` | ``failure``), optional ``phospho.feedback.notes`` and
+    ``phospho.feedback.source`` (default ``user``); its time is the span's end. Invalid
+    ones are skipped with counter ``feedback_skipped_invalid``.
+  - any other value: a plain span (counter ``spans_unknown_type``).
+
+* **Other conventions** (no ``phospho.span.type``). The session id is read from, in this
+  order, ``session.id`` (OpenInference, OpenTelemetry), ``gen_ai.conversation.id``
+  (OpenTelemetry GenAI), ``traceloop.association.properties.session_id`` (OpenLLMetry),
+  ``langfuse.session.id``; the user id from ``user.id``, ``enduser.id``,
+  ``traceloop.association.properties.user_id``, ``langfuse.user.id``; the input from
+  ``input.value``, ``traceloop.entity.input``, ``langfuse.observation.input``,
+  ``gen_ai.input.messages`` (the output likewise). Only string values count.
+
+  Such a span becomes a task **only when it carries a session id or a user id, and** it
+  is the root of its local subtree (no parent, or a remote parent per the OTLP span
+  flags) **or** it has an input or an output. Its task id is derived from the span:
+  ``"<trace id hex>-<span id hex>"``, so a foreign task can never collide with one of
+  ours, and ``convention`` names the convention its session (else user) key came from.
+  Foreign tasks have no raw payloads and an empty metadata object.
+
+Session and user ids go on every span row (from whichever convention), so traces can be
+found by session or user, whether or not the span is a task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import NamedTuple
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from phospho_otel.semconv import (
+    FeedbackFlagValues,
+    ForeignAttributes,
+    IOAttributes,
+    PhosphoAttributes,
+    SessionAttributes,
+    SpanTypeValues,
+    UserAttributes,
+)
+
+__all__ = [
+    "Extraction",
+    "FeedbackRecord",
+    "Origin",
+    "SpanRow",
+    "TaskRecord",
+    "any_value_to_python",
+    "extract",
+    "foreign_task_id",
+]
+
+SpanRow = tuple[
+    bytes, bytes, "bytes | None", str, str, int, int, int, int, "str | None", "str | None", bytes
+]
+"""A ``spans`` row without its origin id: (trace_id, span_id, parent_span_id,
+service_name, name, kind, start_ns, end_ns, status_code, session_id, user_id, span)."""
+
+
+class Origin(NamedTuple):
+    """A (resource, instrumentation scope) pair, as stored in ``origins``."""
+
+    hash: bytes
+    service_name: str
+    resource: bytes
+    resource_schema_url: str
+    scope: bytes
+    scope_schema_url: str
+
+
+class TaskRecord(NamedTuple):
+    """One task, from one span. ``flag`` and friends come from feedback, not from here."""
+
+    task_id: str
+    trace_id: bytes
+    span_id: bytes
+    session_id: str | None
+    user_id: str | None
+    name: str
+    service_name: str
+    convention: str
+    input: str | None
+    output: str | None
+    raw_input: str | None
+    raw_output: str | None
+    metadata: str
+    start_ns: int
+    end_ns: int
+    status: str
+
+
+class FeedbackRecord(NamedTuple):
+    """One feedback span: a flag on a task."""
+
+    trace_id: bytes
+    span_id: bytes
+    task_id: str
+    flag: str
+    notes: str | None
+    source: str
+    time_ns: int
+
+
+class Extraction(NamedTuple):
+    """Everything one export request yields, before it meets the store."""
+
+    groups: list[tuple[Origin, list[SpanRow]]]
+    tasks: list[TaskRecord]
+    feedback: list[FeedbackRecord]
+    span_count: int
+    rejected_spans: int
+    counters: dict[str, int]
+    problems: list[str]
+    """Up to ``MAX_PROBLEMS`` human-readable reasons for rejected or skipped spans."""
+
+
+MAX_PROBLEMS = 5
+
+_STATUS_NAMES = ("unset", "ok", "error")
+_REMOTE_PARENT = 0x300  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK | ..._IS_REMOTE_MASK
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
+
+_SPAN_TYPE = PhosphoAttributes.SPAN_TYPE
+_TASK_ID = PhosphoAttributes.TASK_ID
+_METADATA_PREFIX = PhosphoAttributes.METADATA_PREFIX
+_METADATA_PREFIX_LEN = len(_METADATA_PREFIX)
+_SERVICE_NAME = "service.name"
+
+_SESSION_KEYS: tuple[tuple[str, str], ...] = (
+    (SessionAttributes.SESSION_ID, "openinference"),
+    (ForeignAttributes.GEN_AI_CONVERSATION_ID, "gen_ai"),
+    (ForeignAttributes.TRACELOOP_SESSION_ID, "traceloop"),
+    (ForeignAttributes.LANGFUSE_SESSION_ID, "langfuse"),
+)
+_USER_KEYS: tuple[tuple[str, str], ...] = (
+    (UserAttributes.USER_ID, "openinference"),
+    (ForeignAttributes.ENDUSER_ID, "gen_ai"),
+    (ForeignAttributes.TRACELOOP_USER_ID, "traceloop"),
+    (ForeignAttributes.LANGFUSE_USER_ID, "langfuse"),
+)
+_INPUT_KEYS = (
+    IOAttributes.INPUT_VALUE,
+    ForeignAttributes.TRACELOOP_ENTITY_INPUT,
+    ForeignAttributes.LANGFUSE_OBSERVATION_INPUT,
+    ForeignAttributes.GEN_AI_INPUT_MESSAGES,
+)
+_OUTPUT_KEYS = (
+    IOAttributes.OUTPUT_VALUE,
+    ForeignAttributes.TRACELOOP_ENTITY_OUTPUT,
+    ForeignAttributes.LANGFUSE_OBSERVATION_OUTPUT,
+    ForeignAttributes.GEN_AI_OUTPUT_MESSAGES,
+)
+_WANTED = frozenset(
+    [k for k, _ in _SESSION_KEYS]
+    + [k for k, _ in _USER_KEYS]
+    + list(_INPUT_KEYS)
+    + list(_OUTPUT_KEYS)
+)
+"""Attribute keys read from every span (besides ``phospho.*``)."""
+
+
+def foreign_task_id(trace_id: bytes, span_id: bytes) -> str:
+    """The task id of a task taken from another convention's span."""
+    return f"{trace_id.hex()}-{span_id.hex()}"
+
+
+def any_value_to_python(value: AnyValue) -> object:
+    """An OTLP ``AnyValue`` as a JSON-friendly Python value (bytes become hex text)."""
+    which = value.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "array_value":
+        return [any_value_to_python(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: any_value_to_python(kv.value) for kv in value.kvlist_value.values}
+    if which == "bytes_value":
+        return value.bytes_value.hex()
+    return getattr(value, which)
+
+
+def _string(value: AnyValue | None) -> str | None:
+    """The value if it is a string AnyValue, else None."""
+    if value is not None and value.WhichOneof("value") == "string_value":
+        return value.string_value
+    return None
+
+
+class _InvalidSpan(Exception):
+    """A task or feedback span of our convention that cannot be used."""
+
+
+def _optional_string(attrs: dict[str, AnyValue], key: str) -> str | None:
+    value = attrs.get(key)
+    if value is None:
+        return None
+    if value.WhichOneof("value") != "string_value":
+        raise _InvalidSpan(f"{key} is not a string")
+    return value.string_value
+
+
+def _required_string(attrs: dict[str, AnyValue], key: str) -> str:
+    value = _optional_string(attrs, key)
+    if value is None:
+        raise _InvalidSpan(f"{key} is missing")
+    return value
+
+
+def _metadata_json(attrs: dict[str, AnyValue]) -> str:
+    metadata = {
+        key[_METADATA_PREFIX_LEN:]: any_value_to_python(value)
+        for key, value in attrs.items()
+        if key.startswith(_METADATA_PREFIX)
+    }
+    if not metadata:
+        return "{}"
+    return json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _our_task(
+    attrs: dict[str, AnyValue], trace_id: bytes, span_id: bytes, span: object, service: str
+) -> TaskRecord:
+    task_id = _required_string(attrs, _TASK_ID)
+    if not task_id:
+        raise _InvalidSpan(f"{_TASK_ID} is empty")
+    return TaskRecord(
+        task_id,
+        trace_id,
+        span_id,
+        _optional_string(attrs, SessionAttributes.SESSION_ID) or None,
+        _optional_string(attrs, UserAttributes.USER_ID) or None,
+        span.name,  # type: ignore[attr-defined]
+        service,
+        "phospho",
+        _required_string(attrs, IOAttributes.INPUT_VALUE),
+        _optional_string(attrs, IOAttributes.OUTPUT_VALUE),
+        _optional_string(attrs, PhosphoAttributes.RAW_INPUT),
+        _optional_string(attrs, PhosphoAttributes.RAW_OUTPUT),
+        _metadata_json(attrs),
+        span.start_time_unix_nano,  # type: ignore[attr-defined]
+        span.end_time_unix_nano,  # type: ignore[attr-defined]
+        _STATUS_NAMES[span.status.code] if span.status.code < 3 else "unset",  # type: ignore[attr-defined]
+    )
+
+
+_FLAGS = frozenset(v.value for v in FeedbackFlagValues)
+
+
+def _our_feedback(
+    attrs: dict[str, AnyValue], trace_id: bytes, span_id: bytes, end_ns: int
+) -> FeedbackRecord:
+    task_id = _required_string(attrs, _TASK_ID)
+    if not task_id:
+        raise _InvalidSpan(f"{_TASK_ID} is empty")
+    flag = _required_string(attrs, PhosphoAttributes.FEEDBACK_FLAG)
+    if flag not in _FLAGS:
+        raise _InvalidSpan(
+            f"{PhosphoAttributes.FEEDBACK_FLAG}={flag!r} is not one of {sorted(_FLAGS)}"
+        )
+    return FeedbackRecord(
+        trace_id,
+        span_id,
+        task_id,
+        flag,
+        _optional_string(attrs, PhosphoAttributes.FEEDBACK_NOTES),
+        _optional_string(attrs, PhosphoAttributes.FEEDBACK_SOURCE) or "user",
+        end_ns,
+    )
+
+
+def _first_string(attrs: dict[str, AnyValue], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = _string(attrs.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def _service_name(resource: object) -> str:
+    for kv in resource.attributes:  # type: ignore[attr-defined]
+        if kv.key == _SERVICE_NAME:
+            name = _string(kv.value)
+            if name:
+                return name
+    return "unknown_service"
+
+
+def origin_of(resource_spans: object, scope_spans: object) -> Origin:
+    """The ``origins`` row of one (resource, scope) pair."""
+    resource = resource_spans.resource  # type: ignore[attr-defined]
+    scope = scope_spans.scope  # type: ignore[attr-defined]
+    resource_bytes = resource.SerializeToString(deterministic=True)
+    scope_bytes = scope.SerializeToString(deterministic=True)
+    resource_url = resource_spans.schema_url  # type: ignore[attr-defined]
+    scope_url = scope_spans.schema_url  # type: ignore[attr-defined]
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (resource_bytes, resource_url.encode(), scope_bytes, scope_url.encode()):
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
+    return Origin(
+        digest.digest(),
+        _service_name(resource),
+        resource_bytes,
+        resource_url,
+        scope_bytes,
+        scope_url,
+    )
+
+
+def extract(
+    request: ExportTraceServiceRequest,
+    origin_factory: Callable[[object, object], Origin] = origin_of,
+) -> Extraction:
+    """Span rows, tasks and feedback of one export request. Never raises on bad spans:
+    they are rejected (bad ids) or skipped as tasks (bad attributes) and counted."""
+    groups: list[tuple[Origin, list[SpanRow]]] = []
+    tasks: list[TaskRecord] = []
+    feedback: list[FeedbackRecord] = []
+    problems: list[str] = []
+    counters: dict[str, int] = {}
+    span_count = 0
+    rejected = 0
+    wanted = _WANTED
+    span_type_key = _SPAN_TYPE
+    task_type = SpanTypeValues.TASK.value
+    feedback_type = SpanTypeValues.FEEDBACK.value
+
+    def count(name: str, problem: str | None = None) -> None:
+        counters[name] = counters.get(name, 0) + 1
+        if problem is not None and len(problems) < MAX_PROBLEMS:
+            problems.append(problem)
+
+    for resource_spans in request.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            spans = scope_spans.spans
+            if not spans:
+                continue
+            origin = origin_factory(resource_spans, scope_spans)
+            service = origin.service_name
+            rows: list[SpanRow] = []
+            groups.append((origin, rows))
+            for span in spans:
+                span_count += 1
+                trace_id = span.trace_id
+                span_id = span.span_id
+                if (
+                    len(trace_id) != 16
+                    or len(span_id) != 8
+                    or trace_id == _ZERO_TRACE
+                    or span_id == _ZERO_SPAN
+                ):
+                    rejected += 1
+                    if len(problems) < MAX_PROBLEMS:
+                        problems.append(
+                            f"span {span.name!r} rejected: invalid trace_id or span_id "
+                            f"({len(trace_id)} and {len(span_id)} bytes, must be 16 and 8, "
+                            "not all zero)"
+                        )
+                    continue
+                attrs: dict[str, AnyValue] = {}
+                for kv in span.attributes:
+                    key = kv.key
+                    if key in wanted or key.startswith("phospho."):
+                        attrs[key] = kv.value
+                session_id = user_id = None
+                session_from = user_from = ""
+                for key, convention in _SESSION_KEYS:
+                    value = attrs.get(key)
+                    if value is not None and value.WhichOneof("value") == "string_value":
+                        session_id = value.string_value
+                        if session_id:
+                            session_from = convention
+                            break
+                        session_id = None
+                for key, convention in _USER_KEYS:
+                    value = attrs.get(key)
+                    if value is not None and value.WhichOneof("value") == "string_value":
+                        user_id = value.string_value
+                        if user_id:
+                            user_from = convention
+                            break
+                        user_id = None
+                start_ns = span.start_time_unix_nano
+                end_ns = span.end_time_unix_nano
+                status_code = span.status.code
+                parent = span.parent_span_id
+                rows.append(
+                    (
+                        trace_id,
+                        span_id,
+                        parent or None,
+                        service,
+                        span.name,
+                        span.kind,
+                        start_ns,
+                        end_ns,
+                        status_code,
+                        session_id,
+                        user_id,
+                        span.SerializeToString(),
+                    )
+                )
+                span_type_value = attrs.get(span_type_key)
+                if span_type_value is not None:
+                    span_type = _string(span_type_value)
+                    try:
+                        if span_type == task_type:
+                            tasks.append(_our_task(attrs, trace_id, span_id, span, service))
+                        elif span_type == feedback_type:
+                            feedback.append(_our_feedback(attrs, trace_id, span_id, end_ns))
+                        else:
+                            count("spans_unknown_type")
+                    except _InvalidSpan as exc:
+                        if span_type == task_type:
+                            kind, counter = "task", "tasks_skipped_invalid"
+                        else:
+                            kind, counter = "feedback", "feedback_skipped_invalid"
+                        count(counter, f"{kind} span {span.name!r} skipped: {exc}")
+                    continue
+                if session_id is None and user_id is None:
+                    continue
+                input_value = _first_string(attrs, _INPUT_KEYS)
+                output_value = _first_string(attrs, _OUTPUT_KEYS)
+                local_root = not parent or (span.flags & _REMOTE_PARENT) == _REMOTE_PARENT
+                if not (local_root or input_value is not None or output_value is not None):
+                    continue
+                tasks.append(
+                    TaskRecord(
+                        foreign_task_id(trace_id, span_id),
+                        trace_id,
+                        span_id,
+                        session_id,
+                        user_id,
+                        span.name,
+                        service,
+                        session_from or user_from,
+                        input_value,
+                        output_value,
+                        None,
+                        None,
+                        "{}",
+                        start_ns,
+                        end_ns,
+                        _STATUS_NAMES[status_code] if status_code < 3 else "unset",
+                    )
+                )
+    return Extraction(groups, tasks, feedback, span_count, rejected, counters, problems)

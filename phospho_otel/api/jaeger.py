@@ -1,0 +1,121 @@
+"""The Jaeger-compatible query API, served by the aggregator from its own store.
+
+``jaeger_routes`` gives the routes, relative to ``settings.jaeger_prefix`` (default
+``/jaeger``), so that a Grafana Jaeger data source or a Jaeger UI can point at
+``http://HOST:8318/jaeger``::
+
+    GET /api/services                          v1 (Grafana's Jaeger data source)
+    GET /api/services/{service}/operations
+    GET /api/operations?service=&spanKind=
+    GET /api/traces?service=&operation=&tags=&tag=&start=&end=&minDuration=&maxDuration=&limit=
+    GET /api/traces?traceID=...
+    GET /api/traces/{trace_id}
+    GET /api/dependencies?endTs=&lookback=
+    GET /api/v3/services                       api_v3 (the current Jaeger UI)
+    GET /api/v3/operations?service=&spanKind=
+    GET /api/v3/traces?query.serviceName=&query.startTimeMin=&query.startTimeMax=...
+    GET /api/v3/traces/{trace_id}
+    GET /api/v3/trace-summaries?query.*
+
+The shapes are Jaeger's: see ``jaeger_v1`` and ``jaeger_v3``. ``trace_links`` builds
+Jaeger UI search URLs for a session's or a user's traces, for the views' ``links``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+from starlette.routing import BaseRoute, Route
+
+from phospho_otel.api.jaeger_v1 import JaegerV1
+from phospho_otel.api.jaeger_v3 import JaegerV3
+from phospho_otel.server_settings import ServerSettings
+from phospho_otel.store.traces import SESSION_TAG, USER_TAG
+
+if TYPE_CHECKING:
+    from phospho_otel.store.sqlite import SQLiteStore
+
+__all__ = ["jaeger_routes", "trace_links"]
+
+LINK_MARGIN_US = 60_000_000
+"""Widening of a link's time window on each side (one minute), for clock skew."""
+
+
+def jaeger_routes(store: SQLiteStore, settings: ServerSettings) -> list[BaseRoute]:
+    """The Jaeger API routes over ``store``, to mount under ``settings.jaeger_prefix``.
+
+    Handlers are synchronous (Starlette runs them in its thread pool); each request
+    reads through its own ``store.reader()`` connection.
+    """
+    v1 = JaegerV1(store)
+    v3 = JaegerV3(store)
+    get = ["GET"]
+    return [
+        Route("/api/services", v1.services, methods=get),
+        Route("/api/services/{service:path}/operations", v1.service_operations, methods=get),
+        Route("/api/operations", v1.operations, methods=get),
+        Route("/api/traces", v1.search, methods=get),
+        Route("/api/traces/{trace_id}", v1.trace, methods=get),
+        Route("/api/dependencies", v1.dependencies, methods=get),
+        Route("/api/v3/services", v3.services, methods=get),
+        Route("/api/v3/operations", v3.operations, methods=get),
+        Route("/api/v3/traces", v3.search, methods=get),
+        Route("/api/v3/traces/{trace_id}", v3.trace, methods=get),
+        Route("/api/v3/trace-summaries", v3.summaries, methods=get),
+    ]
+
+
+def _search_url(
+    base: str,
+    tag: str,
+    value: str,
+    service: str | None,
+    start_ns: int | None,
+    end_ns: int | None,
+) -> str:
+    params: dict[str, str] = {}
+    if service:
+        params["service"] = service
+    params["tags"] = json.dumps({tag: value}, separators=(",", ":"))
+    params["limit"] = "20"
+    if start_ns is not None and end_ns is not None:
+        params["lookback"] = "custom"
+        params["start"] = str(start_ns // 1000 - LINK_MARGIN_US)
+        params["end"] = str(end_ns // 1000 + LINK_MARGIN_US)
+    else:
+        params["lookback"] = "2d"
+    return f"{base.rstrip('/')}/search?{urlencode(params)}"
+
+
+def trace_links(
+    settings: ServerSettings,
+    *,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    service: str | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+) -> dict[str, str] | None:
+    """Jaeger UI search URLs for the traces of a session and/or a user.
+
+    Returns ``{"jaeger_session_traces": url}`` and/or ``{"jaeger_user_traces": url}``
+    (searching the tag ``session.id`` / ``user.id``), or None when
+    ``settings.jaeger_ui_url`` is unset or neither id is given. ``service`` preselects
+    the service in the search form; ``start_ns``/``end_ns`` (the session's or user's
+    first and last times) set the search window, else the last two days.
+    """
+    base = settings.jaeger_ui_url
+    if not base or (session_id is None and user_id is None):
+        return None
+    links: dict[str, str] = {}
+    if session_id is not None:
+        links["jaeger_session_traces"] = _search_url(
+            base, SESSION_TAG, session_id, service, start_ns, end_ns
+        )
+    if user_id is not None:
+        links["jaeger_user_traces"] = _search_url(
+            base, USER_TAG, user_id, service, start_ns, end_ns
+        )
+    return links

@@ -1,0 +1,200 @@
+"""OTLP transports: send an already-encoded ``ExportTraceServiceRequest`` over gRPC or
+HTTP/protobuf and classify the outcome (success, retryable, permanent failure).
+
+Transports never raise: every error becomes an ``ExportOutcome``. Retrying, backoff and
+counting belong to the span processor. A transport is used by one thread at a time
+(the processor's export thread).
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceResponse,
+)
+
+__all__ = ["ExportOutcome", "GrpcTransport", "HttpTransport", "Transport", "make_transport"]
+
+logger = logging.getLogger(__name__)
+
+_GRPC_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+_RETRYABLE_GRPC = frozenset({
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DATA_LOSS,
+})
+_RETRYABLE_HTTP = frozenset({408, 429, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    """What happened to one export request."""
+
+    ok: bool
+    retryable: bool = False
+    retry_after_s: float | None = None
+    rejected_spans: int = 0
+    """Spans the receiver refused in an otherwise successful reply (partial success)."""
+    message: str = ""
+
+
+class Transport(Protocol):
+    """Sends one serialized ``ExportTraceServiceRequest``; must not raise."""
+
+    def export(self, payload: bytes, timeout_s: float) -> ExportOutcome: ...
+
+    def close(self) -> None: ...
+
+
+def _partial(body: bytes) -> ExportOutcome:
+    if not body:
+        return ExportOutcome(ok=True)
+    try:
+        reply = ExportTraceServiceResponse.FromString(body)
+    except Exception:  # a reply we cannot read still means the request was accepted
+        return ExportOutcome(ok=True)
+    return _from_reply(reply)
+
+
+def _from_reply(reply: ExportTraceServiceResponse) -> ExportOutcome:
+    if reply.HasField("partial_success") and reply.partial_success.rejected_spans:
+        return ExportOutcome(
+            ok=True,
+            rejected_spans=reply.partial_success.rejected_spans,
+            message=reply.partial_success.error_message,
+        )
+    return ExportOutcome(ok=True)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class HttpTransport:
+    """OTLP/HTTP with protobuf bodies over one kept-alive ``http.client`` connection."""
+
+    def __init__(self, url: str, headers: Mapping[str, str], compression: str = "none") -> None:
+        parts = urlsplit(url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or "localhost"
+        self._port = parts.port or (443 if self._https else 80)
+        self._path = parts.path + (f"?{parts.query}" if parts.query else "")
+        self._gzip = compression == "gzip"
+        self._headers = {**headers, "content-type": "application/x-protobuf"}
+        if self._gzip:
+            self._headers["content-encoding"] = "gzip"
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connection(self, timeout_s: float) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self._https:
+                self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout_s)
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout_s)
+        else:
+            self._conn.timeout = timeout_s
+            if self._conn.sock is not None:
+                self._conn.sock.settimeout(timeout_s)
+        return self._conn
+
+    def export(self, payload: bytes, timeout_s: float) -> ExportOutcome:
+        body = gzip.compress(payload, compresslevel=1) if self._gzip else payload
+        try:
+            conn = self._connection(timeout_s)
+            conn.request("POST", self._path, body=body, headers=self._headers)
+            response = conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            return ExportOutcome(ok=False, retryable=True, message=f"{type(exc).__name__}: {exc}")
+        if 200 <= response.status < 300:
+            return _partial(data)
+        message = f"HTTP {response.status}: {data[:200].decode('utf-8', 'replace')}"
+        if response.getheader("connection", "").lower() == "close":
+            self.close()
+        if response.status in _RETRYABLE_HTTP:
+            return ExportOutcome(
+                ok=False,
+                retryable=True,
+                retry_after_s=_retry_after(response.getheader("retry-after")),
+                message=message,
+            )
+        return ExportOutcome(ok=False, message=message)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class GrpcTransport:
+    """OTLP/gRPC, sending pre-encoded bytes (no protobuf object is built)."""
+
+    def __init__(
+        self, endpoint: str, headers: Mapping[str, str], compression: str = "none"
+    ) -> None:
+        parts = urlsplit(endpoint)
+        target = f"{parts.hostname}:{parts.port}"
+        if ":" in (parts.hostname or ""):
+            target = f"[{parts.hostname}]:{parts.port}"
+        options = [("grpc.max_send_message_length", -1)]
+        if parts.scheme == "https":
+            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(), options)
+        else:
+            self._channel = grpc.insecure_channel(target, options)
+        self._call = self._channel.unary_unary(
+            _GRPC_METHOD,
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
+        self._metadata = tuple(headers.items()) or None
+        self._compression = grpc.Compression.Gzip if compression == "gzip" else None
+
+    def export(self, payload: bytes, timeout_s: float) -> ExportOutcome:
+        try:
+            reply = self._call(
+                payload,
+                timeout=timeout_s,
+                metadata=self._metadata,
+                compression=self._compression,
+            )
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            details = exc.details() if hasattr(exc, "details") else str(exc)
+            return ExportOutcome(
+                ok=False,
+                retryable=code in _RETRYABLE_GRPC,
+                message=f"gRPC {getattr(code, 'name', code)}: {details}",
+            )
+        except Exception as exc:  # never raise into the export loop
+            return ExportOutcome(ok=False, retryable=True, message=f"{type(exc).__name__}: {exc}")
+        return _from_reply(reply)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def make_transport(
+    protocol: str, endpoint: str, headers: Mapping[str, str], compression: str
+) -> Transport:
+    """The transport for a resolved protocol (``grpc`` or ``http/protobuf``)."""
+    if protocol == "grpc":
+        return GrpcTransport(endpoint, headers, compression)
+    return HttpTransport(endpoint, headers, compression)

@@ -1,0 +1,406 @@
+"""``PhosphoSpanProcessor``: stamps session scope onto every span at start, and exports
+ended spans in the background through a bounded queue.
+
+Threading contract (as for every OTel span processor): ``on_start`` and ``on_end`` run
+on the app's threads, never block and never raise. ``on_end`` appends the span to a
+bounded deque (O(1)); when the deque is full the span is dropped and counted. One
+daemon thread takes batches off the queue, applies the attribute size limit, encodes
+them with the fast OTLP encoder and sends them through a ``Transport``, retrying
+retryable failures with exponential backoff for as long as it takes (new spans wait in
+the queue meanwhile, so a collector that goes away and comes back loses nothing within
+the queue's capacity). Counters: ``stats()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context, get_value
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from phospho_otel.sdk._context import _SCOPE_KEY, scope_from_baggage
+from phospho_otel.sdk._encode import encode_requests
+from phospho_otel.sdk._settings import (
+    DEFAULT_MAX_ATTRIBUTE_BYTES,
+    DEFAULT_MAX_EXPORT_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_SCHEDULE_DELAY_S,
+    DEFAULT_TIMEOUT_S,
+)
+from phospho_otel.sdk.exporter import ExportOutcome, Transport
+from phospho_otel.semconv import PhosphoAttributes
+
+__all__ = ["PhosphoSpanProcessor", "ProcessorStats"]
+
+logger = logging.getLogger(__name__)
+
+_TRUNCATED = PhosphoAttributes.TRUNCATED
+_MAX_BACKOFF_S = 5.0
+
+
+@dataclass(frozen=True)
+class ProcessorStats:
+    """Counters of a span processor since it started."""
+
+    exported: int
+    """Spans the receiver accepted."""
+    dropped: int
+    """Spans dropped because the queue was full (or left over at shutdown)."""
+    failed: int
+    """Spans the receiver refused (non-retryable error or partial-success rejection)."""
+    queued: int
+    """Spans waiting in the queue right now."""
+    retries: int
+    """Export attempts that failed with a retryable error and were retried."""
+    truncated: int
+    """Spans on which at least one attribute value was truncated."""
+
+
+def truncate_utf8(value: str, max_bytes: int) -> str:
+    """The longest prefix of ``value`` that takes at most ``max_bytes`` in UTF-8."""
+    return value.encode("utf-8", "surrogatepass")[:max_bytes].decode("utf-8", "ignore")
+
+
+class PhosphoSpanProcessor(SpanProcessor):
+    """Stamp session scope at start; export in the background with a bounded queue.
+
+    Args:
+        transport: where encoded requests go (``exporter.make_transport``).
+        max_queue_size: spans held at most; more are dropped and counted.
+        max_export_batch_size: spans per export request at most.
+        schedule_delay_s: how long a partial batch may wait before it is sent.
+        max_attribute_bytes: UTF-8 bytes an attribute value may take; longer string
+            values (and each string of an array) are cut, and the span gets
+            ``phospho.truncated`` listing the keys that were cut.
+        max_request_bytes: requests are split to stay under this size.
+        timeout_s: per-request timeout.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+        max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE,
+        schedule_delay_s: float = DEFAULT_SCHEDULE_DELAY_S,
+        max_attribute_bytes: int = DEFAULT_MAX_ATTRIBUTE_BYTES,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        for name, value in (
+            ("max_queue_size", max_queue_size),
+            ("max_export_batch_size", max_export_batch_size),
+            ("max_attribute_bytes", max_attribute_bytes),
+            ("max_request_bytes", max_request_bytes),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if max_export_batch_size > max_queue_size:
+            raise ValueError("max_export_batch_size must not exceed max_queue_size")
+        if schedule_delay_s <= 0 or timeout_s <= 0:
+            raise ValueError("schedule_delay_s and timeout_s must be positive")
+        self._transport = transport
+        self._max_queue = max_queue_size
+        self._batch = max_export_batch_size
+        self._delay = schedule_delay_s
+        self._max_attr = max_attribute_bytes
+        self._max_attr_chars = max_attribute_bytes // 4  # shorter strings always fit
+        self._max_request = max_request_bytes
+        self._timeout = timeout_s
+        self._queue: deque[ReadableSpan] = deque()
+        self._exported = 0
+        self._failed = 0
+        self._retries = 0
+        self._truncated = 0
+        self._dropped = 0
+        self._episode_drops = 0
+        self._drop_lock = threading.Lock()
+        self._inflight = 0
+        self._shutdown = False
+        self._stop = threading.Event()  # set at shutdown: the worker finishes and exits
+        self._abort = threading.Event()  # set when shutdown gives up: stop retrying
+        self._start_worker()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _start_worker(self) -> None:
+        self._wake = threading.Event()
+        self._idle = threading.Condition()
+        self._worker = threading.Thread(
+            target=self._run, name="phospho-otel-export", daemon=True
+        )
+        self._worker.start()
+
+    def _after_fork(self) -> None:
+        # The worker thread does not survive fork(); spans queued by the parent are the
+        # parent's to send, so the child starts empty.
+        self._queue.clear()
+        self._drop_lock = threading.Lock()
+        if not self._shutdown:
+            self._start_worker()
+
+    # -- app threads ---------------------------------------------------------------
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Stamp the session scope (or session/user from W3C baggage) onto ``span``.
+        Keys the span already has are left alone."""
+        if self._shutdown:
+            return
+        try:
+            scope = parent_context.get(_SCOPE_KEY) if parent_context is not None else None
+            if scope is None:
+                scope = get_value(_SCOPE_KEY)
+            if scope is not None:
+                stamp = scope.attributes
+            else:
+                stamp = scope_from_baggage(parent_context)
+                if not stamp:
+                    return
+            existing = span.attributes
+            if existing:
+                stamp = {k: v for k, v in stamp.items() if k not in existing}
+            if stamp:
+                span.set_attributes(stamp)
+        except Exception:  # never break the app's span
+            logger.debug("phospho: could not stamp span", exc_info=True)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue the ended span for export; drop it (counted) if the queue is full."""
+        if self._shutdown:
+            return
+        context = span.context
+        if context is None or not context.trace_flags.sampled:
+            return
+        queue = self._queue
+        if len(queue) >= self._max_queue:
+            with self._drop_lock:
+                self._dropped += 1
+                self._episode_drops += 1
+            return
+        queue.append(span)
+        if len(queue) == self._batch:
+            self._wake.set()
+
+    # -- export thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._delay)
+            self._wake.clear()
+            try:
+                self._drain()
+            except Exception:  # keep the worker alive whatever happens
+                logger.exception("phospho: unexpected error in the export thread")
+            if self._stop.is_set() and not self._queue:
+                self._report_drops()
+                return
+
+    def _take(self) -> list[ReadableSpan]:
+        queue = self._queue
+        n = min(len(queue), self._batch)
+        batch = [queue.popleft() for _ in range(n)]
+        self._inflight = n
+        return batch
+
+    def _drain(self) -> None:
+        while self._queue:
+            batch = self._take()
+            self._report_drops()
+            try:
+                self._export_batch(batch)
+            finally:
+                self._inflight = 0
+                with self._idle:
+                    self._idle.notify_all()
+            if self._abort.is_set():
+                return
+        with self._idle:
+            self._idle.notify_all()
+
+    def _export_batch(self, batch: list[ReadableSpan]) -> None:
+        spans = [self._limit(span) for span in batch]
+        requests = encode_requests(spans, self._max_request)
+        skipped = len(spans) - sum(count for _, count in requests)
+        if skipped:  # spans the encoder could not encode at all
+            self._failed += skipped
+        for payload, count in requests:
+            self._send(payload, count)
+
+    def _send(self, payload: bytes, count: int) -> None:
+        backoff = 0.05
+        warned = False
+        while True:
+            outcome: ExportOutcome = self._transport.export(payload, self._timeout)
+            if outcome.ok:
+                rejected = min(outcome.rejected_spans, count)
+                self._exported += count - rejected
+                if rejected:
+                    self._failed += rejected
+                    logger.warning("phospho: the receiver rejected %d spans: %s",
+                                   rejected, outcome.message)
+                if warned:
+                    logger.warning("phospho: export works again")
+                return
+            if not outcome.retryable:
+                self._failed += count
+                logger.warning("phospho: export of %d spans failed, not retryable: %s",
+                               count, outcome.message)
+                return
+            if self._abort.is_set():
+                self._failed += count
+                return
+            self._retries += 1
+            if not warned:
+                logger.warning("phospho: export failed (%s); retrying, spans wait in the queue",
+                               outcome.message)
+                warned = True
+            delay = outcome.retry_after_s if outcome.retry_after_s is not None else backoff
+            delay = min(delay, _MAX_BACKOFF_S) * random.uniform(0.8, 1.2)
+            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+            if self._abort.wait(delay):
+                self._failed += count
+                return
+            self._report_drops()
+
+    def _report_drops(self) -> None:
+        """One warning per episode of drops (queue full), with the count."""
+        if not self._episode_drops:
+            return
+        with self._drop_lock:
+            count, self._episode_drops = self._episode_drops, 0
+        logger.warning(
+            "phospho: export queue full (%d spans): dropped %d spans (%d in total)",
+            self._max_queue, count, self._dropped,
+        )
+
+    def _limit(self, span: ReadableSpan) -> ReadableSpan:
+        """``span``, or a copy with over-long attribute values cut and marked."""
+        attributes: Any = getattr(span, "_attributes", None)
+        if not attributes:
+            return span
+        items = getattr(attributes, "_dict", attributes)
+        chars = self._max_attr_chars
+        over = None
+        for key, value in items.items():
+            if type(value) is str:
+                if len(value) > chars:
+                    if over is None:
+                        over = []
+                    over.append(key)
+            elif isinstance(value, bytes):
+                if len(value) > self._max_attr:
+                    if over is None:
+                        over = []
+                    over.append(key)
+            elif isinstance(value, (tuple, list)) and any(
+                type(v) is str and len(v) > chars for v in value
+            ):
+                if over is None:
+                    over = []
+                over.append(key)
+        if over is None:
+            return span
+        limit = self._max_attr
+        new = dict(items)
+        cut = []
+        for key in over:
+            value = new[key]
+            if isinstance(value, str):
+                if len(value.encode("utf-8", "surrogatepass")) > limit:
+                    new[key] = truncate_utf8(value, limit)
+                    cut.append(key)
+            elif isinstance(value, bytes):
+                if len(value) > limit:
+                    new[key] = value[:limit]
+                    cut.append(key)
+            else:
+                items_cut = False
+                values = []
+                for v in value:
+                    if isinstance(v, str) and len(v) > chars and len(v.encode()) > limit:
+                        v = truncate_utf8(v, limit)
+                        items_cut = True
+                    values.append(v)
+                if items_cut:
+                    new[key] = tuple(values)
+                    cut.append(key)
+        if not cut:
+            return span
+        previous = new.get(_TRUNCATED)
+        if isinstance(previous, (tuple, list)):
+            cut = [*previous, *(k for k in cut if k not in previous)]
+        new[_TRUNCATED] = tuple(cut)
+        bounded = BoundedAttributes(None, new, immutable=True, max_value_len=None)
+        bounded.dropped = span.dropped_attributes
+        self._truncated += 1
+        return ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=bounded,
+            events=getattr(span, "_events", span.events),
+            links=getattr(span, "_links", span.links),
+            kind=span.kind,
+            status=span.status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def stats(self) -> ProcessorStats:
+        """The counters (a consistent-enough snapshot; read from any thread)."""
+        return ProcessorStats(
+            exported=self._exported,
+            dropped=self._dropped,
+            failed=self._failed,
+            queued=len(self._queue) + self._inflight,
+            retries=self._retries,
+            truncated=self._truncated,
+        )
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export everything queued so far; True if done within the timeout."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        if not self._worker.is_alive():
+            return not self._queue
+        with self._idle:
+            while self._queue or self._inflight:
+                self._wake.set()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(min(remaining, 0.05))
+        return True
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Flush (up to ``timeout_s``), stop the export thread, count what is left as
+        dropped. Idempotent."""
+        if self._shutdown:
+            return
+        flushed = self.force_flush(int(timeout_s * 1000))
+        self._shutdown = True
+        if not flushed:
+            self._abort.set()
+        self._stop.set()
+        self._wake.set()
+        self._worker.join(timeout=max(1.0, self._timeout + 1))
+        left = len(self._queue)
+        if left:
+            self._queue.clear()
+            with self._drop_lock:
+                self._dropped += left
+                self._episode_drops += left
+            self._report_drops()
+        self._transport.close()

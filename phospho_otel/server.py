@@ -1,0 +1,151 @@
+"""The aggregator service: store + ingestor + OTLP/gRPC server + HTTP (OTLP/HTTP, API, Jaeger).
+
+``AggregatorServer(settings).start()`` opens the SQLite store, starts the single-writer
+ingestor, the gRPC server and uvicorn in a background thread, and returns once both accept
+connections (ports 0 pick free ones; ``.http_port`` / ``.grpc_port`` give the bound ones).
+``.stop()`` stops accepting, drains the ingest queue and closes the store. Not thread-safe:
+start and stop from one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from phospho_otel.server_settings import ServerSettings
+
+if TYPE_CHECKING:
+    import grpc
+
+    from phospho_otel.receiver.ingest import Ingestor
+    from phospho_otel.store.sqlite import SQLiteStore
+
+__all__ = ["AggregatorServer"]
+
+logger = logging.getLogger(__name__)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class AggregatorServer:
+    """Runs the whole aggregator in this process.
+
+    Args:
+        settings: where to store, what to bind, the token; see ``ServerSettings``.
+    """
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.store: SQLiteStore | None = None
+        self.ingestor: Ingestor | None = None
+        self._grpc: grpc.Server | None = None
+        self._uvicorn: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.http_port: int | None = None
+        self.grpc_port: int | None = None
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the HTTP API, e.g. ``http://127.0.0.1:8318``."""
+        host = self.settings.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.http_port}"
+
+    def start(self, timeout: float = 30.0) -> AggregatorServer:
+        """Start every part; raise ``RuntimeError`` if HTTP does not come up in ``timeout``."""
+        if self._thread is not None:
+            raise RuntimeError("AggregatorServer already started")
+        from phospho_otel.api.app import create_app
+        from phospho_otel.receiver.grpc import start_grpc_server
+        from phospho_otel.receiver.ingest import Ingestor
+        from phospho_otel.store.sqlite import SQLiteStore
+
+        s = self.settings
+        try:
+            self.store = SQLiteStore(s.db)
+            self.ingestor = Ingestor(self.store)
+            sock = _bind(s.host, s.http_port)
+            self.http_port = int(sock.getsockname()[1])
+            self._grpc, self.grpc_port = start_grpc_server(
+                self.ingestor,
+                host=s.host,
+                port=s.grpc_port,
+                token=s.token,
+                max_message_bytes=s.max_body_bytes,
+            )
+            app = create_app(self.store, self.ingestor, s)
+            config = uvicorn.Config(
+                app,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=5,
+            )
+            self._uvicorn = uvicorn.Server(config)
+            self._thread = threading.Thread(
+                target=self._uvicorn.run,
+                kwargs={"sockets": [sock]},
+                name="phospho-otel-http",
+                daemon=True,
+            )
+            self._thread.start()
+            deadline = time.monotonic() + timeout
+            while not self._uvicorn.started:
+                if not self._thread.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError("the HTTP server did not start")
+                time.sleep(0.01)
+        except BaseException:
+            self.stop()
+            raise
+        logger.info("listening http=%s:%s grpc=%s:%s", s.host, self.http_port, s.host,
+                    self.grpc_port)
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, drain what was accepted into the store, close the store."""
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(15)
+            self._thread = None
+        self._uvicorn = None
+        if self._grpc is not None:
+            self._grpc.stop(grace=2).wait(5)
+            self._grpc = None
+        if self.ingestor is not None:
+            self.ingestor.close()
+            self.ingestor = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def __enter__(self) -> AggregatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,717 @@
+"""The embedded store: one SQLite file (WAL), one writer thread, pooled readers.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=FULL`` by default, so a write is on
+disk (the WAL is fsynced) when ``write`` returns; an acknowledged span survives a crash
+of the process *and* of the machine. ``synchronous=NORMAL`` survives a killed process
+but may lose the last commits on power loss; since a collector deletes what we
+acknowledge, the default pays the fsync (one per transaction; the ``Ingestor`` groups
+queued requests into one transaction, so it is paid once per group).
+
+How a request is written (one transaction), following the merge rules of ``schema``:
+
+1. Every span goes to ``spans`` with ``INSERT OR IGNORE``: a span seen before (same
+   ``(trace_id, span_id)``) is a duplicate and goes no further.
+2. Feedback spans among the new spans go to ``feedback``.
+3. Task spans among the new spans: several spans may carry the same task id (a task
+   logged twice). The task row holds **the version with the latest end time** (ties: the
+   larger span id), whatever the arrival order; a task id counts once. A new task id is
+   inserted and merged into its session and user rollups (counts add, min/max,
+   first/last by ``(start_ns, task_id)``). A newer version of a known task replaces the
+   row's span-derived columns (its flag stays) and the rollups of the sessions and users
+   it left or joined are recomputed from ``tasks``; an older version changes nothing
+   (counter ``tasks_superseded``).
+4. A task's flag is its latest feedback by ``(time, trace_id, span_id)``, whether the
+   feedback came before the task (it is applied when the task arrives) or after. Flag
+   changes move the session's and user's success/failure counts.
+5. A session's ``user_id`` is the smallest user id among its tasks' (tasks without a user
+   do not count), so that it does not depend on arrival order; ``users.session_count``
+   counts the sessions whose ``user_id`` is that user. A task without a session belongs
+   to no session but counts for its user (``task_count``, first/last seen, flags).
+6. Counters are added to the ``counters`` table.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+
+from phospho_otel.aggregator.extract import (
+    Extraction,
+    Origin,
+    TaskRecord,
+    extract,
+)
+from phospho_otel.store import schema
+from phospho_otel.store.base import WriteResult
+
+__all__ = ["SQLiteStore"]
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 500
+"""Ids per ``IN (...)`` lookup (SQLite allows 32766 variables; small chunks stay fast)."""
+
+_INSERT_SPAN = (
+    "INSERT OR IGNORE INTO spans (origin_id, trace_id, span_id, parent_span_id, "
+    "service_name, name, kind, start_ns, end_ns, status_code, session_id, user_id, span) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_FEEDBACK = (
+    "INSERT OR IGNORE INTO feedback (trace_id, span_id, task_id, flag, notes, source, time_ns) "
+    "VALUES (?,?,?,?,?,?,?)"
+)
+_TASK_COLUMNS = (
+    "task_id, trace_id, span_id, session_id, user_id, name, service_name, convention, "
+    "input, output, raw_input, raw_output, metadata, start_ns, end_ns, status"
+)
+_INSERT_TASK = (
+    f"INSERT INTO tasks ({_TASK_COLUMNS}, flag, flag_time_ns, notes, flag_source) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_REPLACE_TASK = (
+    "UPDATE tasks SET trace_id=?, span_id=?, session_id=?, user_id=?, name=?, "
+    "service_name=?, convention=?, input=?, output=?, raw_input=?, raw_output=?, "
+    "metadata=?, start_ns=?, end_ns=?, status=? WHERE task_id=?"
+)
+_MERGE_SESSION = """
+INSERT INTO sessions (session_id, user_id, task_count, start_ns, end_ns,
+    first_task_id, first_start_ns, first_input,
+    last_task_id, last_start_ns, last_input, last_output, last_status,
+    success_count, failure_count, error_count)
+VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT(session_id) DO UPDATE SET
+    user_id = coalesce(min(user_id, excluded.user_id), user_id, excluded.user_id),
+    task_count = task_count + excluded.task_count,
+    start_ns = coalesce(min(start_ns, excluded.start_ns), start_ns, excluded.start_ns),
+    end_ns = coalesce(max(end_ns, excluded.end_ns), end_ns, excluded.end_ns),
+    first_task_id = CASE WHEN first_start_ns IS NULL
+        OR (excluded.first_start_ns, excluded.first_task_id) < (first_start_ns, first_task_id)
+        THEN excluded.first_task_id ELSE first_task_id END,
+    first_input = CASE WHEN first_start_ns IS NULL
+        OR (excluded.first_start_ns, excluded.first_task_id) < (first_start_ns, first_task_id)
+        THEN excluded.first_input ELSE first_input END,
+    first_start_ns = CASE WHEN first_start_ns IS NULL
+        OR (excluded.first_start_ns, excluded.first_task_id) < (first_start_ns, first_task_id)
+        THEN excluded.first_start_ns ELSE first_start_ns END,
+    last_task_id = CASE WHEN last_start_ns IS NULL
+        OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
+        THEN excluded.last_task_id ELSE last_task_id END,
+    last_input = CASE WHEN last_start_ns IS NULL
+        OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
+        THEN excluded.last_input ELSE last_input END,
+    last_output = CASE WHEN last_start_ns IS NULL
+        OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
+        THEN excluded.last_output ELSE last_output END,
+    last_status = CASE WHEN last_start_ns IS NULL
+        OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
+        THEN excluded.last_status ELSE last_status END,
+    last_start_ns = CASE WHEN last_start_ns IS NULL
+        OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
+        THEN excluded.last_start_ns ELSE last_start_ns END,
+    success_count = success_count + excluded.success_count,
+    failure_count = failure_count + excluded.failure_count,
+    error_count = error_count + excluded.error_count
+"""
+_MERGE_USER = """
+INSERT INTO users (user_id, task_count, session_count, first_seen_ns, last_seen_ns,
+    success_count, failure_count, error_count)
+VALUES (?,?,?,?,?,?,?,?)
+ON CONFLICT(user_id) DO UPDATE SET
+    task_count = task_count + excluded.task_count,
+    session_count = session_count + excluded.session_count,
+    first_seen_ns = coalesce(min(first_seen_ns, excluded.first_seen_ns),
+                             first_seen_ns, excluded.first_seen_ns),
+    last_seen_ns = coalesce(max(last_seen_ns, excluded.last_seen_ns),
+                            last_seen_ns, excluded.last_seen_ns),
+    success_count = success_count + excluded.success_count,
+    failure_count = failure_count + excluded.failure_count,
+    error_count = error_count + excluded.error_count
+"""
+_FLAG_DELTA_SESSION = (
+    "UPDATE sessions SET success_count = success_count + ?, failure_count = failure_count + ? "
+    "WHERE session_id = ?"
+)
+_FLAG_DELTA_USER = (
+    "UPDATE users SET success_count = success_count + ?, failure_count = failure_count + ? "
+    "WHERE user_id = ?"
+)
+_ADD_COUNTER = (
+    "INSERT INTO counters (name, value) VALUES (?, ?) "
+    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value"
+)
+
+_Feedback = tuple[str, int, str | None, str]
+"""(flag, time_ns, notes, source) of a task's latest feedback."""
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class _SessionAgg:
+    """Rollup of a batch's new tasks in one session, merged into ``sessions`` by SQL."""
+
+    __slots__ = (
+        "count",
+        "end",
+        "error",
+        "failure",
+        "first",
+        "last",
+        "start",
+        "success",
+        "user",
+    )
+
+    def __init__(self, task: TaskRecord) -> None:
+        self.count = 0
+        self.start = task.start_ns
+        self.end = task.end_ns
+        self.first = task
+        self.last = task
+        self.success = self.failure = self.error = 0
+        self.user: str | None = None
+
+
+class _UserAgg:
+    """Rollup of a batch's new tasks (and session moves) for one user."""
+
+    __slots__ = ("count", "error", "failure", "first", "last", "sessions", "success")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sessions = 0
+        self.first: int | None = None
+        self.last: int | None = None
+        self.success = self.failure = self.error = 0
+
+
+class SQLiteStore:
+    """The embedded store. ``write``/``write_many`` from one thread only (the writer);
+    ``reader``/``counters`` from any thread.
+
+    Args:
+        path: the SQLite file, created if missing.
+        synchronous: ``FULL`` (default: durable across power loss) or ``NORMAL``
+            (durable across a killed process only; faster).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+        self.path = os.fspath(path)
+        self._synchronous = synchronous.upper()
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn = self._conn
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal" and self.path != ":memory:":
+            raise RuntimeError(f"cannot put {self.path} in WAL mode (got {mode})")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.executescript(schema.DDL)
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (str(schema.SCHEMA_VERSION),),
+        )
+        self._write_lock = threading.Lock()
+        self._origin_ids: dict[bytes, int] = {}
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+
+    # -- reading -----------------------------------------------------------------------
+
+    @contextmanager
+    def reader(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection (``row_factory=sqlite3.Row``), not shared with any
+        concurrent caller, for the duration of the ``with`` block. Any thread."""
+        if self._closed:
+            raise RuntimeError("store is closed")
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = self._new_reader()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.rollback()
+            if self._closed:
+                conn.close()
+            else:
+                self._readers.put(conn)
+
+    def _new_reader(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA query_only=ON")
+        conn.row_factory = sqlite3.Row
+        with self._readers_lock:
+            self._all_readers.append(conn)
+        return conn
+
+    def counters(self) -> dict[str, int]:
+        """The ``counters`` table as a dict (e.g. ``spans_received``, ``spans_duplicate``,
+        ``tasks_skipped_invalid``)."""
+        with self.reader() as conn:
+            return {name: value for name, value in conn.execute("SELECT name, value FROM counters")}
+
+    def close(self) -> None:
+        """Close every connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._write_lock:
+            self._conn.close()
+        with self._readers_lock:
+            for conn in self._all_readers:
+                try:
+                    conn.close()
+                except sqlite3.ProgrammingError:  # in use in another thread
+                    pass
+
+    # -- writing -----------------------------------------------------------------------
+
+    def write(self, request: ExportTraceServiceRequest) -> WriteResult:
+        """Store one export request in one transaction; durable when it returns."""
+        return self.write_many([request])[0]
+
+    def write_many(self, requests: Sequence[ExportTraceServiceRequest]) -> list[WriteResult]:
+        """Store several export requests in one transaction (group commit); durable when
+        it returns. All or nothing: on an error nothing is written and it is raised."""
+        extractions = [extract(request) for request in requests]
+        with self._write_lock:
+            if self._closed:
+                raise RuntimeError("store is closed")
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                counters: dict[str, int] = {}
+                results = [self._write_one(conn, x, counters) for x in extractions]
+                conn.executemany(_ADD_COUNTER, [(k, v) for k, v in counters.items() if v])
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self._origin_ids.clear()
+                raise
+        return results
+
+    def _origin_id(self, conn: sqlite3.Connection, origin: Origin) -> int:
+        origin_id = self._origin_ids.get(origin.hash)
+        if origin_id is not None:
+            return origin_id
+        conn.execute(
+            "INSERT OR IGNORE INTO origins (hash, service_name, resource, resource_schema_url,"
+            " scope, scope_schema_url) VALUES (?,?,?,?,?,?)",
+            origin,
+        )
+        origin_id = conn.execute(
+            "SELECT id FROM origins WHERE hash = ?", (origin.hash,)
+        ).fetchone()[0]
+        if len(self._origin_ids) > 10_000:
+            self._origin_ids.clear()
+        self._origin_ids[origin.hash] = origin_id
+        return origin_id
+
+    def _insert_spans(
+        self, conn: sqlite3.Connection, x: Extraction
+    ) -> tuple[int, set[tuple[bytes, bytes]] | None]:
+        """Insert the spans; returns (new span count, keys of the new spans, or None when
+        every span was new)."""
+        rows: list[tuple[Any, ...]] = []
+        for origin, group in x.groups:
+            origin_id = (self._origin_id(conn, origin),)
+            rows.extend(origin_id + row for row in group)
+        if not rows:
+            return 0, None
+        conn.execute("SAVEPOINT spans")
+        inserted = conn.executemany(_INSERT_SPAN, rows).rowcount
+        if inserted == len(rows):
+            conn.execute("RELEASE spans")
+            return inserted, None
+        # Some spans were already there (a retry): redo one by one to know which.
+        conn.execute("ROLLBACK TO spans")
+        conn.execute("RELEASE spans")
+        new_keys: set[tuple[bytes, bytes]] = set()
+        for row in rows:
+            if conn.execute(_INSERT_SPAN, row).rowcount:
+                new_keys.add((row[1], row[2]))
+        return len(new_keys), new_keys
+
+    def _write_one(
+        self, conn: sqlite3.Connection, x: Extraction, counters: dict[str, int]
+    ) -> WriteResult:
+        for name, value in x.counters.items():
+            counters[name] = counters.get(name, 0) + value
+        stored, new_keys = self._insert_spans(conn, x)
+        valid = x.span_count - x.rejected_spans
+        duplicates = valid - stored
+        tasks = x.tasks
+        feedback = x.feedback
+        if new_keys is not None:
+            tasks = [t for t in tasks if (t.trace_id, t.span_id) in new_keys]
+            feedback = [f for f in feedback if (f.trace_id, f.span_id) in new_keys]
+        if feedback:
+            conn.executemany(_INSERT_FEEDBACK, feedback)
+        updates = _Updates()
+        inserted_ids = self._apply_tasks(conn, tasks, updates, counters)
+        if feedback:
+            self._apply_feedback(
+                conn, {f.task_id for f in feedback} - inserted_ids, updates
+            )
+        self._recompute(conn, updates)
+        skipped = x.counters.get("tasks_skipped_invalid", 0) + x.counters.get(
+            "feedback_skipped_invalid", 0
+        )
+        counters["requests"] = counters.get("requests", 0) + 1
+        for name, value in (
+            ("spans_received", x.span_count),
+            ("spans_stored", stored),
+            ("spans_duplicate", duplicates),
+            ("spans_rejected", x.rejected_spans),
+            ("tasks_new", len(inserted_ids)),
+            ("tasks_updated", updates.replaced),
+            ("feedback_stored", len(feedback)),
+        ):
+            counters[name] = counters.get(name, 0) + value
+        message = ""
+        if x.problems:
+            message = "; ".join(x.problems)
+            more = x.rejected_spans + skipped - len(x.problems)
+            if more > 0:
+                message += f"; and {more} more"
+        return WriteResult(
+            spans_received=x.span_count,
+            spans_stored=stored,
+            spans_duplicate=duplicates,
+            rejected_spans=x.rejected_spans,
+            tasks_new=len(inserted_ids),
+            tasks_updated=updates.replaced,
+            feedback_new=len(feedback),
+            skipped_invalid=skipped,
+            error_message=message,
+        )
+
+    # -- tasks -------------------------------------------------------------------------
+
+    def _apply_tasks(
+        self,
+        conn: sqlite3.Connection,
+        tasks: list[TaskRecord],
+        updates: _Updates,
+        counters: dict[str, int],
+    ) -> set[str]:
+        """Insert new task ids, replace older versions; returns the inserted task ids."""
+        if not tasks:
+            return set()
+        latest: dict[str, TaskRecord] = {}
+        superseded = 0
+        for task in tasks:
+            seen = latest.get(task.task_id)
+            if seen is None:
+                latest[task.task_id] = task
+            else:
+                superseded += 1
+                if (task.end_ns, task.span_id) > (seen.end_ns, seen.span_id):
+                    latest[task.task_id] = task
+        existing: dict[str, tuple[bytes, int, str | None, str | None]] = {}
+        ids = list(latest)
+        for chunk in _chunks(ids):
+            for task_id, span_id, end_ns, session_id, user_id in conn.execute(
+                "SELECT task_id, span_id, end_ns, session_id, user_id FROM tasks "
+                f"WHERE task_id IN ({_placeholders(len(chunk))})",
+                chunk,
+            ):
+                existing[task_id] = (span_id, end_ns, session_id, user_id)
+        new_tasks: list[TaskRecord] = []
+        for task_id, task in latest.items():
+            old = existing.get(task_id)
+            if old is None:
+                new_tasks.append(task)
+                continue
+            old_span, old_end, old_session, old_user = old
+            if (task.end_ns, task.span_id) <= (old_end, old_span):
+                superseded += 1
+                continue
+            superseded += 1
+            updates.replaced += 1
+            conn.execute(_REPLACE_TASK, (*task[1:], task_id))
+            updates.sessions.update(s for s in (old_session, task.session_id) if s)
+            updates.users.update(u for u in (old_user, task.user_id) if u)
+        if superseded:
+            counters["tasks_superseded"] = counters.get("tasks_superseded", 0) + superseded
+        if not new_tasks:
+            return set()
+        flags = self._latest_feedback(conn, [t.task_id for t in new_tasks])
+        rows = []
+        for task in new_tasks:
+            fb = flags.get(task.task_id)
+            if fb is None:
+                rows.append((*task, None, None, None, None))
+            else:
+                rows.append((*task, *fb))
+        conn.executemany(_INSERT_TASK, rows)
+        self._merge_rollups(conn, new_tasks, flags)
+        return {t.task_id for t in new_tasks}
+
+    def _latest_feedback(
+        self, conn: sqlite3.Connection, task_ids: Sequence[str]
+    ) -> dict[str, _Feedback]:
+        """The latest feedback of each of these tasks that has any."""
+        latest: dict[str, _Feedback] = {}
+        for chunk in _chunks(task_ids):
+            for task_id, flag, time_ns, notes, source in conn.execute(
+                "SELECT task_id, flag, time_ns, notes, source FROM feedback "
+                f"WHERE task_id IN ({_placeholders(len(chunk))}) "
+                "ORDER BY task_id, time_ns, trace_id, span_id",
+                chunk,
+            ):
+                latest[task_id] = (flag, time_ns, notes, source)
+        return latest
+
+    def _merge_rollups(
+        self,
+        conn: sqlite3.Connection,
+        tasks: list[TaskRecord],
+        flags: dict[str, _Feedback],
+    ) -> None:
+        """Merge brand-new tasks into ``sessions`` and ``users``."""
+        sessions: dict[str, _SessionAgg] = {}
+        users: dict[str, _UserAgg] = {}
+        for task in tasks:
+            fb = flags.get(task.task_id)
+            flag = fb[0] if fb is not None else None
+            success = flag == "success"
+            failure = flag == "failure"
+            error = task.status == "error"
+            user_id = task.user_id
+            if user_id is not None:
+                u = users.get(user_id)
+                if u is None:
+                    u = users[user_id] = _UserAgg()
+                u.count += 1
+                if u.first is None or task.start_ns < u.first:
+                    u.first = task.start_ns
+                if u.last is None or task.end_ns > u.last:
+                    u.last = task.end_ns
+                u.success += success
+                u.failure += failure
+                u.error += error
+            session_id = task.session_id
+            if session_id is None:
+                continue
+            s = sessions.get(session_id)
+            if s is None:
+                s = sessions[session_id] = _SessionAgg(task)
+            else:
+                if task.start_ns < s.start:
+                    s.start = task.start_ns
+                if task.end_ns > s.end:
+                    s.end = task.end_ns
+                if (task.start_ns, task.task_id) < (s.first.start_ns, s.first.task_id):
+                    s.first = task
+                if (task.start_ns, task.task_id) > (s.last.start_ns, s.last.task_id):
+                    s.last = task
+            s.count += 1
+            s.success += success
+            s.failure += failure
+            s.error += error
+            if user_id is not None and (s.user is None or user_id < s.user):
+                s.user = user_id
+        if sessions:
+            old_users: dict[str, str | None] = {}
+            ids = list(sessions)
+            for chunk in _chunks(ids):
+                old_users.update(
+                    conn.execute(
+                        "SELECT session_id, user_id FROM sessions "
+                        f"WHERE session_id IN ({_placeholders(len(chunk))})",
+                        chunk,
+                    ).fetchall()
+                )
+            rows = []
+            for session_id, s in sessions.items():
+                new_user = s.user
+                if session_id in old_users:
+                    old_user = old_users[session_id]
+                    if old_user is not None and (new_user is None or old_user < new_user):
+                        new_user = old_user
+                    if new_user != old_user:
+                        if old_user is not None:
+                            _user_agg(users, old_user).sessions -= 1
+                        _user_agg(users, new_user).sessions += 1  # type: ignore[arg-type]
+                elif new_user is not None:
+                    _user_agg(users, new_user).sessions += 1
+                first, last = s.first, s.last
+                rows.append(
+                    (
+                        session_id,
+                        s.user,
+                        s.count,
+                        s.start,
+                        s.end,
+                        first.task_id,
+                        first.start_ns,
+                        first.input,
+                        last.task_id,
+                        last.start_ns,
+                        last.input,
+                        last.output,
+                        last.status,
+                        s.success,
+                        s.failure,
+                        s.error,
+                    )
+                )
+            conn.executemany(_MERGE_SESSION, rows)
+        if users:
+            conn.executemany(
+                _MERGE_USER,
+                [
+                    (
+                        user_id,
+                        u.count,
+                        u.sessions,
+                        u.first,
+                        u.last,
+                        u.success,
+                        u.failure,
+                        u.error,
+                    )
+                    for user_id, u in users.items()
+                ],
+            )
+
+    # -- feedback on known tasks ---------------------------------------------------------
+
+    def _apply_feedback(
+        self, conn: sqlite3.Connection, task_ids: Iterable[str], updates: _Updates
+    ) -> None:
+        """Re-derive the flag of existing tasks that got new feedback; move the counts."""
+        ids = list(task_ids)
+        if not ids:
+            return
+        current: dict[str, tuple[str | None, str | None, str | None]] = {}
+        for chunk in _chunks(ids):
+            for task_id, flag, session_id, user_id in conn.execute(
+                "SELECT task_id, flag, session_id, user_id FROM tasks "
+                f"WHERE task_id IN ({_placeholders(len(chunk))})",
+                chunk,
+            ):
+                current[task_id] = (flag, session_id, user_id)
+        if not current:
+            return  # feedback before its task: applied when the task arrives
+        latest = self._latest_feedback(conn, list(current))
+        for task_id, (old_flag, session_id, user_id) in current.items():
+            flag, time_ns, notes, source = latest[task_id]
+            conn.execute(
+                "UPDATE tasks SET flag=?, flag_time_ns=?, notes=?, flag_source=? "
+                "WHERE task_id=?",
+                (flag, time_ns, notes, source, task_id),
+            )
+            if flag == old_flag:
+                continue
+            success = (flag == "success") - (old_flag == "success")
+            failure = (flag == "failure") - (old_flag == "failure")
+            if session_id is not None:
+                conn.execute(_FLAG_DELTA_SESSION, (success, failure, session_id))
+            if user_id is not None:
+                conn.execute(_FLAG_DELTA_USER, (success, failure, user_id))
+
+    # -- recomputation after a task moved ------------------------------------------------
+
+    def _recompute(self, conn: sqlite3.Connection, updates: _Updates) -> None:
+        """Rebuild the rollups of sessions and users a replaced task left or joined."""
+        users = set(updates.users)
+        for session_id in sorted(updates.sessions):
+            row = conn.execute(
+                "SELECT user_id FROM sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                users.add(row[0])
+            count, start, end, success, failure, error, user_id = conn.execute(
+                "SELECT count(*), min(start_ns), max(end_ns), "
+                "coalesce(sum(flag = 'success'), 0), coalesce(sum(flag = 'failure'), 0), "
+                "coalesce(sum(status = 'error'), 0), min(user_id) "
+                "FROM tasks WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+            if not count:
+                conn.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+                continue
+            if user_id is not None:
+                users.add(user_id)
+            first = conn.execute(
+                "SELECT task_id, start_ns, input FROM tasks WHERE session_id = ? "
+                "ORDER BY start_ns, task_id LIMIT 1",
+                (session_id,),
+            ).fetchone()
+            last = conn.execute(
+                "SELECT task_id, start_ns, input, output, status FROM tasks "
+                "WHERE session_id = ? ORDER BY start_ns DESC, task_id DESC LIMIT 1",
+                (session_id,),
+            ).fetchone()
+            conn.execute(
+                "INSERT OR REPLACE INTO sessions (session_id, user_id, task_count, start_ns,"
+                " end_ns, first_task_id, first_start_ns, first_input, last_task_id,"
+                " last_start_ns, last_input, last_output, last_status, success_count,"
+                " failure_count, error_count) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (session_id, user_id, count, start, end, *first, *last, success, failure, error),
+            )
+        for user_id in sorted(users):
+            count, first, last, success, failure, error = conn.execute(
+                "SELECT count(*), min(start_ns), max(end_ns), "
+                "coalesce(sum(flag = 'success'), 0), coalesce(sum(flag = 'failure'), 0), "
+                "coalesce(sum(status = 'error'), 0) FROM tasks WHERE user_id = ?",
+                (user_id,),
+            ).fetchone()
+            sessions = conn.execute(
+                "SELECT count(*) FROM sessions WHERE user_id = ?", (user_id,)
+            ).fetchone()[0]
+            if not count and not sessions:
+                conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,))
+                continue
+            conn.execute(
+                "INSERT OR REPLACE INTO users (user_id, task_count, session_count,"
+                " first_seen_ns, last_seen_ns, success_count, failure_count, error_count)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (user_id, count, sessions, first, last, success, failure, error),
+            )
+
+
+def _user_agg(users: dict[str, _UserAgg], user_id: str) -> _UserAgg:
+    agg = users.get(user_id)
+    if agg is None:
+        agg = users[user_id] = _UserAgg()
+    return agg
+
+
+class _Updates:
+    """Sessions and users to rebuild at the end of a write, and how many tasks moved."""
+
+    __slots__ = ("replaced", "sessions", "users")
+
+    def __init__(self) -> None:
+        self.replaced = 0
+        self.sessions: set[str] = set()
+        self.users: set[str] = set()
+

@@ -1,0 +1,228 @@
+"""SDK -> rotel (started with the shipped collector-config/rotel.env) -> aggregator, all
+real processes on 127.0.0.1: the session and user views come out exact, also when the
+collector restarts or the aggregator is killed mid-stream.
+
+Run with ``-s`` to see the figures (tasks sent, tasks in the views).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from collector_support import (
+    ROTEL_ENV,
+    AggregatorProcess,
+    AppProcess,
+    RotelFromEnvFile,
+    Workload,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def aggregator(tmp_path: Path) -> Iterator[AggregatorProcess]:
+    agg = AggregatorProcess(tmp_path / "phospho.db", tmp_path / "aggregator.log")
+    agg.start()
+    yield agg
+    agg.stop(signal.SIGTERM)
+
+
+@pytest.fixture
+def rotel(tmp_path: Path, aggregator: AggregatorProcess) -> Iterator[RotelFromEnvFile]:
+    collector = RotelFromEnvFile(ROTEL_ENV, aggregator.url, log_path=tmp_path / "rotel.log")
+    collector.start()
+    yield collector
+    collector.stop(signal.SIGTERM)
+
+
+def expected_views(result: dict[str, Any]) -> tuple[dict[str, dict[str, Any]],
+                                                    dict[str, dict[str, Any]]]:
+    """What /api/sessions and /api/users must say, from what the app logged."""
+    sessions: dict[str, dict[str, Any]] = {}
+    by_session: dict[str, list[str]] = defaultdict(list)
+    for task in result["tasks"]:
+        by_session[task["session_id"]].append(task["task_id"])
+        sessions.setdefault(task["session_id"], {"user_id": task["user_id"]})
+    flags = result["feedback"]
+    users: dict[str, dict[str, Any]] = {}
+    for session_id, task_ids in by_session.items():
+        s = sessions[session_id]
+        s["task_count"] = len(task_ids)
+        s["first_task_id"], s["last_task_id"] = task_ids[0], task_ids[-1]
+        s["success_count"] = sum(flags.get(t) == "success" for t in task_ids)
+        s["failure_count"] = sum(flags.get(t) == "failure" for t in task_ids)
+        s["error_count"] = 0
+        u = users.setdefault(s["user_id"], Counter())
+        u["task_count"] += s["task_count"]
+        u["session_count"] += 1
+        u["success_count"] += s["success_count"]
+        u["failure_count"] += s["failure_count"]
+        u["error_count"] += 0
+    return sessions, {k: dict(v) for k, v in users.items()}
+
+
+def views(aggregator: AggregatorProcess, run_id: str) -> tuple[dict[str, dict[str, Any]],
+                                                               dict[str, dict[str, Any]]]:
+    """This run's sessions and users as GET /api/sessions and /api/users show them."""
+    sessions = _all_pages(aggregator, "/api/sessions")
+    users = _all_pages(aggregator, "/api/users")
+    return (
+        {s["session_id"]: s for s in sessions if run_id in s["session_id"]},
+        {u["user_id"]: u for u in users if run_id in u["user_id"]},
+    )
+
+
+def _all_pages(aggregator: AggregatorProcess, path: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 1000}
+    while True:
+        page = aggregator.get(path, **params)
+        items.extend(page["items"])
+        if not page.get("next_cursor"):
+            return items
+        params = {"limit": 1000, "cursor": page["next_cursor"]}
+
+
+def tasks_in_views(aggregator: AggregatorProcess, run_id: str) -> int:
+    sessions, _ = views(aggregator, run_id)
+    return sum(s["task_count"] for s in sessions.values())
+
+
+def wait_for_views(aggregator: AggregatorProcess, run_id: str, total: int,
+                   timeout: float = 60.0) -> int:
+    """Poll until the views count ``total`` tasks of this run (or the deadline passes);
+    the count seen last."""
+    deadline = time.monotonic() + timeout
+    seen = -1
+    while time.monotonic() < deadline:
+        seen = tasks_in_views(aggregator, run_id)
+        if seen >= total:
+            return seen
+        time.sleep(0.1)
+    return seen
+
+
+def check_exact(aggregator: AggregatorProcess, workload: Workload,
+                result: dict[str, Any]) -> tuple[int, int]:
+    """Compare every session and user of the run with what the app logged, and each
+    session's task list with the task ids it logged: nothing lost, nothing twice.
+    Returns (tasks sent, tasks in the views)."""
+    want_sessions, want_users = expected_views(result)
+    got_sessions, got_users = views(aggregator, workload.run_id)
+    sent = len(result["tasks"])
+    in_views = sum(s["task_count"] for s in got_sessions.values())
+    assert set(got_sessions) == set(want_sessions)
+    for session_id, want in want_sessions.items():
+        got = got_sessions[session_id]
+        assert {k: got[k] for k in want} == want, session_id
+    assert set(got_users) == set(want_users)
+    for user_id, want in want_users.items():
+        got = got_users[user_id]
+        assert {k: got[k] for k in want} == want, user_id
+    logged_by_session: dict[str, list[str]] = defaultdict(list)
+    for task in result["tasks"]:
+        logged_by_session[task["session_id"]].append(task["task_id"])
+    for session_id, logged in logged_by_session.items():
+        detail = aggregator.get(f"/api/sessions/{session_id}")
+        ids = [t["task_id"] for t in detail["tasks"]]
+        assert len(ids) == len(set(ids)), f"{session_id}: a task listed twice"
+        assert sorted(ids) == sorted(logged), f"{session_id}: tasks differ"
+    assert in_views == sent == workload.total_tasks
+    return sent, in_views
+
+
+def report(name: str, workload: Workload, result: dict[str, Any], sent: int,
+           in_views: int, rotel: RotelFromEnvFile, **extra: Any) -> None:
+    """The figures, for the -s output."""
+    retries = rotel.log().count("Exporting failed, will retry")
+    fields = " ".join(f"{k}={v}" for k, v in extra.items())
+    print(
+        f"\n[collector-route] {name}: tasks sent={sent} tasks in views={in_views} "
+        f"lost={sent - in_views} sessions={workload.sessions} users={workload.users} "
+        f"feedback={len(result['feedback'])} sdk={result['stats']} "
+        f"rotel retries logged={retries} {fields}"
+    )
+
+
+class TestRoute:
+    """A workload through rotel lands exactly in the session and user views."""
+
+    @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+    def test_views_exact(self, tmp_path: Path, aggregator: AggregatorProcess,
+                         rotel: RotelFromEnvFile, protocol: str) -> None:
+        """SDK (over gRPC or HTTP to rotel) -> rotel -> aggregator: every session and user
+        of a 360-task workload with feedback is exact."""
+        workload = Workload(sessions=24, tasks_per_session=15, users=7, feedback_every=5)
+        endpoint = rotel.grpc_endpoint if protocol == "grpc" else rotel.http_endpoint
+        app = AppProcess(workload, endpoint, protocol, tmp_path / "app.log")
+        result = app.finish()
+        assert result["flushed"], result["stats"]
+        assert result["stats"]["dropped"] == 0 and result["stats"]["failed"] == 0
+        wait_for_views(aggregator, workload.run_id, workload.total_tasks)
+        sent, in_views = check_exact(aggregator, workload, result)
+        report(f"route sdk-{protocol}", workload, result, sent, in_views, rotel)
+
+
+class TestRestarts:
+    """Mid-stream restarts lose nothing and count nothing twice."""
+
+    WORKLOAD = {"sessions": 30, "tasks_per_session": 20, "users": 9, "rate": 250.0,
+                "feedback_every": 7}
+
+    def test_collector_restart(self, tmp_path: Path, aggregator: AggregatorProcess,
+                               rotel: RotelFromEnvFile) -> None:
+        """rotel gets SIGTERM a third of the way in and is started again on the same ports
+        once the app has logged half: the SDK queues and retries meanwhile."""
+        workload = Workload(**self.WORKLOAD)
+        app = AppProcess(workload, rotel.http_endpoint, "http/protobuf", tmp_path / "app.log")
+        try:
+            app.wait_until_logged(workload.total_tasks // 3)
+            code = rotel.stop(signal.SIGTERM)
+            assert code == 0, rotel.log()
+            stopped_at = app.logged
+            app.wait_until_logged(workload.total_tasks // 2)
+            down_for = app.logged - stopped_at
+            rotel.start()
+            result = app.finish()
+        finally:
+            app.kill()
+        assert result["flushed"], result["stats"]
+        assert result["stats"]["retries"] > 0, "the SDK never had to retry: no restart?"
+        assert result["stats"]["dropped"] == 0 and result["stats"]["failed"] == 0
+        wait_for_views(aggregator, workload.run_id, workload.total_tasks)
+        sent, in_views = check_exact(aggregator, workload, result)
+        report("collector restart (SIGTERM)", workload, result, sent, in_views, rotel,
+               tasks_logged_while_collector_down=down_for)
+
+    def test_aggregator_killed(self, tmp_path: Path, aggregator: AggregatorProcess,
+                               rotel: RotelFromEnvFile) -> None:
+        """The aggregator gets SIGKILL a third of the way in and is started again on the
+        same ports and database once the app has logged two thirds: rotel retries."""
+        workload = Workload(**self.WORKLOAD)
+        app = AppProcess(workload, rotel.http_endpoint, "http/protobuf", tmp_path / "app.log")
+        try:
+            app.wait_until_logged(workload.total_tasks // 3)
+            before_kill = tasks_in_views(aggregator, workload.run_id)
+            aggregator.stop(signal.SIGKILL)
+            killed_at = app.logged
+            app.wait_until_logged(2 * workload.total_tasks // 3)
+            down_for = app.logged - killed_at
+            aggregator.start()
+            result = app.finish()
+        finally:
+            app.kill()
+        assert result["flushed"], result["stats"]
+        assert result["stats"]["dropped"] == 0 and result["stats"]["failed"] == 0
+        wait_for_views(aggregator, workload.run_id, workload.total_tasks)
+        retries = rotel.log().count("Exporting failed, will retry")
+        assert retries > 0, "rotel never had to retry: was the aggregator down?"
+        sent, in_views = check_exact(aggregator, workload, result)
+        report("aggregator killed (SIGKILL)", workload, result, sent, in_views, rotel,
+               tasks_in_views_at_kill=before_kill, tasks_logged_while_aggregator_down=down_for)

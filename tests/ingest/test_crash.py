@@ -1,0 +1,145 @@
+"""SIGKILL at any moment, then restart: every acknowledged task is there, none twice."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import httpx
+from ingest_helpers import (
+    BASE_NS,
+    check_rollups,
+    feedback_span,
+    make_request,
+    task_span,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+
+from phospho_otel.store import SQLiteStore
+
+SERVER = Path(__file__).with_name("ingest_server.py")
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+LINE = re.compile(r"listening http=127\.0\.0\.1:(\d+) grpc=127\.0\.0\.1:(\d+)")
+
+
+def start_server(db: Path) -> tuple[subprocess.Popen[str], int, int]:
+    """Start the test server process; wait for its ready line."""
+    proc = subprocess.Popen(
+        [sys.executable, str(SERVER), str(db)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = LINE.search(line)
+    assert match, f"server did not start: {line!r}"
+    return proc, int(match.group(1)), int(match.group(2))
+
+
+def requests_for(sender: int, n: int) -> list[ExportTraceServiceRequest]:
+    """n requests of 40 tasks each (sessions spread over requests) plus feedback."""
+    out = []
+    for r in range(n):
+        spans = []
+        for t in range(40):
+            task_id = f"c{sender}-{r}-{t}"
+            spans.append(task_span(
+                task_id, session_id=f"c{sender}-s{(r * 40 + t) % 37}",
+                user_id=f"c-u{t % 7}", input="x" * 200, start_ns=BASE_NS + r * 1000 + t,
+            ))
+            if t % 10 == 0:
+                spans.append(feedback_span(task_id, "success", time_ns=BASE_NS + r))
+        out.append(make_request(spans))
+    return out
+
+
+def send_http(port: int, request: ExportTraceServiceRequest) -> bool:
+    try:
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/traces", content=request.SerializeToString(),
+                       headers={"Content-Type": "application/x-protobuf"}, timeout=10)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200
+
+
+def send_grpc(channel: grpc.Channel, request: ExportTraceServiceRequest) -> bool:
+    try:
+        channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
+    except grpc.RpcError:
+        return False
+    return True
+
+
+class TestSigkill:
+    """A real server process killed with SIGKILL mid-stream."""
+
+    def test_acknowledged_survive_and_retries_count_once(self, tmp_path: Path) -> None:
+        """Tasks acknowledged before the kill are stored; resending everything after the
+        restart (a collector's retries) leaves each task counted exactly once."""
+        db = tmp_path / "crash.db"
+        proc, http_port, grpc_port = start_server(db)
+        batches = {0: requests_for(0, 60), 1: requests_for(1, 60)}
+        acked: dict[int, list[int]] = {0: [], 1: []}
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+
+        def run(sender: int) -> None:
+            for i, request in enumerate(batches[sender]):
+                ok = send_http(http_port, request) if sender == 0 else send_grpc(channel, request)
+                if not ok:
+                    return
+                acked[sender].append(i)
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in (0, 1)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(acked[0]) + len(acked[1]) < 15:
+            assert time.monotonic() < deadline, "server acknowledged too little"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        for t in threads:
+            t.join(30)
+        channel.close()
+        assert len(acked[0]) + len(acked[1]) < 120, "kill came too late to mean anything"
+
+        store = SQLiteStore(db)
+        with store.reader() as conn:
+            stored = {r[0] for r in conn.execute("SELECT task_id FROM tasks")}
+            for sender, indexes in acked.items():
+                for i in indexes:
+                    for t in range(40):
+                        assert f"c{sender}-{i}-{t}" in stored
+            check_rollups(conn)
+        store.close()
+
+        proc, http_port, grpc_port = start_server(db)
+        try:
+            channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+            for request in batches[0]:
+                assert send_http(http_port, request)
+            for request in batches[1]:
+                assert send_grpc(channel, request)
+            channel.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(20)
+        store = SQLiteStore(db)
+        with store.reader() as conn:
+            assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 2 * 60 * 40
+            assert conn.execute("SELECT sum(task_count) FROM sessions").fetchone()[0] == 4800
+            assert conn.execute("SELECT sum(task_count) FROM users").fetchone()[0] == 4800
+            assert conn.execute("SELECT sum(success_count) FROM users").fetchone()[0] == 480
+            assert conn.execute("SELECT count(*) FROM spans").fetchone()[0] == 4800 + 480
+            check_rollups(conn)
+        store.close()

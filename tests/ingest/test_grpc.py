@@ -1,0 +1,168 @@
+"""OTLP/gRPC receiver on 127.0.0.1: the real SDK exporter, big batches, bad input, auth."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from ingest_helpers import Receiver, make_request, make_span, running_receiver, task_span
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+TOKEN = "s3cret"
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+@pytest.fixture(scope="module")
+def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+    path = tmp_path_factory.mktemp("grpc") / "grpc.db"
+    with running_receiver(path, token=TOKEN, max_body_bytes=32 * 1024 * 1024) as r:
+        yield r
+
+
+def export_raw(
+    receiver: Receiver,
+    body: bytes,
+    token: str | None = TOKEN,
+    compression: grpc.Compression = grpc.Compression.NoCompression,
+) -> bytes:
+    """Call Export with raw request bytes; returns the raw reply."""
+    with grpc.insecure_channel(receiver.grpc_target) as channel:
+        call = channel.unary_unary(EXPORT)
+        metadata = [("authorization", f"Bearer {token}")] if token else []
+        return call(body, metadata=metadata, timeout=60, compression=compression)  # type: ignore[no-any-return]
+
+
+def export(
+    receiver: Receiver, request: ExportTraceServiceRequest, **kw: object
+) -> ExportTraceServiceResponse:
+    """Call Export with a request; returns the parsed reply."""
+    return ExportTraceServiceResponse.FromString(
+        export_raw(receiver, request.SerializeToString(), **kw)  # type: ignore[arg-type]
+    )
+
+
+def count(receiver: Receiver, sql: str) -> int:
+    with receiver.store.reader() as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+class TestSDKExporter:
+    """The stock OTel SDK OTLP/gRPC exporter, with the bearer token."""
+
+    def test_tasks_arrive(self, receiver: Receiver) -> None:
+        """Task and feedback spans sent by the SDK exporter land in the views."""
+        provider = TracerProvider(resource=Resource.create({"service.name": "grpc-sdk"}))
+        exporter = OTLPSpanExporter(endpoint=receiver.grpc_target, insecure=True,
+                                    headers={"authorization": f"Bearer {TOKEN}"})
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        tracer = provider.get_tracer("test")
+        for i in range(10):
+            with tracer.start_as_current_span("task", attributes={
+                "phospho.span.type": "task", "phospho.task.id": f"g-{i}",
+                "input.value": f"q{i}", "session.id": "grpc-s", "user.id": "grpc-u",
+            }):
+                pass
+        with tracer.start_as_current_span("feedback", attributes={
+            "phospho.span.type": "feedback", "phospho.task.id": "g-9",
+            "phospho.feedback.flag": "success",
+        }):
+            pass
+        assert provider.force_flush(10_000)
+        provider.shutdown()
+        assert count(receiver, "SELECT task_count FROM sessions WHERE session_id='grpc-s'") == 10
+        assert count(receiver, "SELECT success_count FROM users WHERE user_id='grpc-u'") == 1
+
+
+class TestLargeBatch:
+    """A collector-sized batch (8192 spans, ~8 MB) gets through."""
+
+    @pytest.mark.parametrize("compression", [grpc.Compression.NoCompression,
+                                             grpc.Compression.Gzip])
+    def test_8192_spans(self, receiver: Receiver, compression: grpc.Compression) -> None:
+        """8192 task spans over 4 MiB, plain and gzip, all stored."""
+        tag = compression.name
+        request = make_request([
+            task_span(f"big-{tag}-{i}", session_id=f"big-{tag}-{i % 100}", input="x" * 900)
+            for i in range(8192)
+        ])
+        assert request.ByteSize() > 4 * 1024 * 1024
+        reply = export(receiver, request, compression=compression)
+        assert reply.partial_success.rejected_spans == 0
+        assert count(receiver, f"SELECT count(*) FROM tasks WHERE task_id LIKE 'big-{tag}-%'") \
+            == 8192
+        assert count(receiver, f"SELECT sum(task_count) FROM sessions "
+                               f"WHERE session_id LIKE 'big-{tag}-%'") == 8192
+
+
+class TestBadInput:
+    """Bad calls get the right status; the receiver keeps serving."""
+
+    def test_malformed_protobuf(self, receiver: Receiver) -> None:
+        """Garbage bytes -> INVALID_ARGUMENT with a reason."""
+        with pytest.raises(grpc.RpcError) as info:
+            export_raw(receiver, b"\xff\xff\xff garbage")
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "malformed protobuf" in info.value.details()
+
+    @pytest.mark.parametrize("token", [None, "wrong"])
+    def test_unauthenticated(self, receiver: Receiver, token: str | None) -> None:
+        """A missing or wrong token -> UNAUTHENTICATED, nothing stored."""
+        with pytest.raises(grpc.RpcError) as info:
+            export(receiver, make_request([task_span(f"noauth-{token}")]), token=token)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert count(receiver, f"SELECT count(*) FROM tasks WHERE task_id='noauth-{token}'") == 0
+
+    def test_partial_success(self, receiver: Receiver) -> None:
+        """Spans with invalid ids are counted in partial_success; the others are stored."""
+        reply = export(receiver, make_request([make_span({}, trace_id=b""),
+                                               task_span("grpc-partial")]))
+        assert reply.partial_success.rejected_spans == 1
+        assert count(receiver, "SELECT count(*) FROM tasks WHERE task_id='grpc-partial'") == 1
+
+    def test_duplicate_delivery(self, receiver: Receiver) -> None:
+        """The same request twice (a retry) counts once."""
+        request = make_request([task_span("dup-1", session_id="dup-s", user_id="dup-u")])
+        export(receiver, request)
+        export(receiver, request)
+        assert count(receiver, "SELECT task_count FROM sessions WHERE session_id='dup-s'") == 1
+        assert count(receiver, "SELECT task_count FROM users WHERE user_id='dup-u'") == 1
+
+
+class TestOverload:
+    """A writer that falls behind answers UNAVAILABLE."""
+
+    def test_unavailable_then_accepted(self, tmp_path: Path) -> None:
+        """With the database locked elsewhere and the queue full, Export is UNAVAILABLE;
+        once the lock is gone the retry is stored."""
+        with running_receiver(tmp_path / "o.db", max_pending_spans=5) as receiver:
+            blocker = sqlite3.connect(receiver.store.path, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            first = make_request([task_span(f"go-a{i}") for i in range(5)])
+            second = make_request([task_span(f"go-b{i}") for i in range(5)])
+            sender = threading.Thread(target=export, args=(receiver, first),
+                                      kwargs={"token": None})
+            sender.start()
+            deadline = time.monotonic() + 10
+            while receiver.ingestor.pending_spans < 5:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            with pytest.raises(grpc.RpcError) as info:
+                export(receiver, second, token=None)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            blocker.execute("COMMIT")
+            blocker.close()
+            sender.join(30)
+            export(receiver, second, token=None)
+            assert count(receiver, "SELECT count(*) FROM tasks") == 10

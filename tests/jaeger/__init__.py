@@ -1,0 +1,1 @@
+"""Tests of the Jaeger-compatible query API."""

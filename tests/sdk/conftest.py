@@ -1,0 +1,57 @@
+"""Fixtures for the SDK tests: a capture receiver, a clean environment, and an SDK
+initialised against a fresh TracerProvider (global state reset after each test)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.util._once import Once
+
+import phospho_otel
+from .otlp_sink import OtlpSink
+
+
+def reset_global_tracer_provider() -> None:
+    """Undo ``trace.set_tracer_provider`` (OpenTelemetry allows it once per process)."""
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No OTEL_* / PHOSPHO_* variables from the outside; SDK shut down after the test."""
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "PHOSPHO_")):
+            monkeypatch.delenv(name)
+    yield
+    phospho_otel.shutdown(timeout_s=2)
+    reset_global_tracer_provider()
+
+
+@pytest.fixture
+def sink() -> Iterator[OtlpSink]:
+    with OtlpSink() as s:
+        yield s
+
+
+@pytest.fixture
+def provider() -> TracerProvider:
+    return TracerProvider(resource=Resource.create({"service.name": "sdk-tests"}))
+
+
+@pytest.fixture
+def start_sdk(sink: OtlpSink, provider: TracerProvider) -> Callable[..., TracerProvider]:
+    """Initialise the SDK towards the sink, on a fresh provider."""
+
+    def start(protocol: str = "http/protobuf", **kwargs: object) -> TracerProvider:
+        kwargs.setdefault("schedule_delay_s", 0.02)
+        phospho_otel.init(endpoint=sink.endpoint(protocol), protocol=protocol,
+                          tracer_provider=provider, **kwargs)  # type: ignore[arg-type]
+        return provider
+
+    return start
