@@ -324,6 +324,22 @@ def main() -> int:
                     },
                 )
 
+            def by_missing_tag() -> None:  # no index, no match: examines the bounded depth
+                get(
+                    "/api/traces",
+                    {**window, "service": SERVICES[0], "tags": json.dumps({"phospho.x": "y"})},
+                )
+
+            def by_missing_value() -> None:  # key present in every span, value never
+                get(
+                    "/api/traces",
+                    {
+                        **window,
+                        "service": SERVICES[0],
+                        "tags": json.dumps({"input.mime_type": "nope"}),
+                    },
+                )
+
             def operations() -> None:
                 get("/api/operations", {"service": pick(list(SERVICES))})
 
@@ -360,9 +376,17 @@ def main() -> int:
                 "search by service, limit 20 (v1)": (timed(by_service, 50), sql_service),
                 "operations of a service (v1)": (timed(operations, 50), sql_service),
                 "search by phospho.task.id (no index)": (timed(by_task_id, 20), sql_service),
+                "search, tag key absent (no index, no match)": (
+                    timed(by_missing_tag, 10),
+                    sql_service,
+                ),
+                "search, tag value absent (no index, no match)": (
+                    timed(by_missing_value, 10),
+                    sql_service,
+                ),
             }
             print(
-                f"\n{'query':42} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p95/target':>10}"
+                f"\n{'query':46} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p95/target':>10}"
                 f" {'vs bare SQL':>12}"
             )
             ok = True
@@ -370,7 +394,7 @@ def main() -> int:
                 base_p95 = pct(timed(baseline_fn, 100), 95)
                 p95 = pct(samples, 95)
                 print(
-                    f"{name:42} {statistics.median(samples):8.2f} {p95:8.2f}"
+                    f"{name:46} {statistics.median(samples):8.2f} {p95:8.2f}"
                     f" {max(samples):8.2f} {p95 / TARGET_MS:10.2f} {p95 / base_p95:11.1f}x"
                 )
                 if name in ("search by session.id (v1)", "trace by id (v1)") and p95 > TARGET_MS:

@@ -37,19 +37,41 @@ S = 1_000_000_000
 TARGET_MS = 50.0
 
 
-def _task_rows(n_sessions: int, n_users: int, tasks_per_session: int, seed: int,
-               session_rows: list[tuple[object, ...]]) -> Iterator[tuple[object, ...]]:
+def _task_rows(
+    n_sessions: int,
+    n_users: int,
+    tasks_per_session: int,
+    seed: int,
+    session_rows: list[tuple[object, ...]],
+) -> Iterator[tuple[object, ...]]:
     rng = random.Random(seed)
-    inputs = [f"question {i}: how do I {w}?" for i, w in enumerate(
-        ["reset my password", "export data", "cancel", "upgrade", "get a refund", "log in",
-         "change email", "delete my account", "contact support", "use the API"])]
+    inputs = [
+        f"question {i}: how do I {w}?"
+        for i, w in enumerate(
+            [
+                "reset my password",
+                "export data",
+                "cancel",
+                "upgrade",
+                "get a refund",
+                "log in",
+                "change email",
+                "delete my account",
+                "contact support",
+                "use the API",
+            ]
+        )
+    ]
     t = 0
     for s in range(n_sessions):
         user = f"user-{s % n_users:05d}"
         sid = f"session-{s:06d}"
         start = BASE_NS + s * 50 * S + rng.randrange(0, 30) * S
-        n = max(1, tasks_per_session + rng.randrange(-5, 6)) if tasks_per_session > 5 else \
-            tasks_per_session
+        n = (
+            max(1, tasks_per_session + rng.randrange(-5, 6))
+            if tasks_per_session > 5
+            else tasks_per_session
+        )
         first = last = None
         succ = fail = err = 0
         for k in range(n):
@@ -62,18 +84,54 @@ def _task_rows(n_sessions: int, n_users: int, tasks_per_session: int, seed: int,
             succ += flag == "success"
             fail += flag == "failure"
             err += status == "error"
-            row = (tid, t.to_bytes(16, "big"), t.to_bytes(8, "big"), sid, user, "chat",
-                   "bench", "phospho", text_in, f"answer {t}", '{"q": 1}', '{"a": 1}',
-                   '{"model": "m"}', t_start, t_end, status, flag,
-                   t_end + S if flag else None, None, "user" if flag else None)
+            row = (
+                tid,
+                t.to_bytes(16, "big"),
+                t.to_bytes(8, "big"),
+                sid,
+                user,
+                "chat",
+                "bench",
+                "phospho",
+                text_in,
+                f"answer {t}",
+                '{"q": 1}',
+                '{"a": 1}',
+                '{"model": "m"}',
+                t_start,
+                t_end,
+                status,
+                flag,
+                t_end + S if flag else None,
+                None,
+                "user" if flag else None,
+            )
             if first is None:
                 first = row
             last = row
             t += 1
             yield row
         assert first is not None and last is not None
-        session_rows.append((sid, user, n, start, last[14], first[0], first[13], first[8],
-                             last[0], last[13], last[8], last[9], last[15], succ, fail, err))
+        session_rows.append(
+            (
+                sid,
+                user,
+                n,
+                start,
+                last[14],
+                first[0],
+                first[13],
+                first[8],
+                last[0],
+                last[13],
+                last[8],
+                last[9],
+                last[15],
+                succ,
+                fail,
+                err,
+            )
+        )
 
 
 def populate(path: Path, n_tasks: int, n_sessions: int, n_users: int, seed: int = 1) -> None:
@@ -125,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     if not path.exists():
         t0 = time.perf_counter()
         populate(path, n_tasks, n_sessions, n_users)
-        print(f"data set: {n_tasks:,} tasks / {n_sessions:,} sessions / {n_users:,} users "
-              f"written with SQL in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"data set: {n_tasks:,} tasks / {n_sessions:,} sessions / {n_users:,} users "
+            f"written with SQL in {time.perf_counter() - t0:.1f} s"
+        )
     rng = random.Random(2)
     day = 86_400
     from_iso = "2025-11-30T00:00:00Z"
@@ -138,32 +198,43 @@ def main(argv: list[str] | None = None) -> int:
     endpoints: list[tuple[str, Callable[[], tuple[str, dict[str, object]]]]] = [
         ("GET /healthz (baseline)", lambda: ("/healthz", {})),
         ("GET /api/sessions", lambda: ("/api/sessions", {})),
-        ("GET /api/sessions?offset=1000&sort=duration_s",
-         lambda: ("/api/sessions", {"sort": "duration_s", "offset": 1000})),
-        ("GET /api/sessions?sort=task_count&order=asc",
-         lambda: ("/api/sessions", {"sort": "task_count", "order": "asc"})),
-        ("GET /api/sessions?from&to (1 week)",
-         lambda: ("/api/sessions", {"from": from_iso, "to": to_iso})),
+        (
+            "GET /api/sessions?offset=1000&sort=duration_s",
+            lambda: ("/api/sessions", {"sort": "duration_s", "offset": 1000}),
+        ),
+        (
+            "GET /api/sessions?sort=task_count&order=asc",
+            lambda: ("/api/sessions", {"sort": "task_count", "order": "asc"}),
+        ),
+        (
+            "GET /api/sessions?from&to (1 week)",
+            lambda: ("/api/sessions", {"from": from_iso, "to": to_iso}),
+        ),
         ("GET /api/sessions?user_id", lambda: ("/api/sessions", {"user_id": uid()})),
-        ("GET /api/sessions/{id}",
-         lambda: (f"/api/sessions/session-{rng.randrange(n_sessions):06d}", {})),
+        (
+            "GET /api/sessions/{id}",
+            lambda: (f"/api/sessions/session-{rng.randrange(n_sessions):06d}", {}),
+        ),
         ("GET /api/users", lambda: ("/api/users", {})),
         ("GET /api/users?sort=task_count", lambda: ("/api/users", {"sort": "task_count"})),
         ("GET /api/users/{id}", lambda: (f"/api/users/{uid()}", {})),
         ("GET /api/tasks", lambda: ("/api/tasks", {})),
         ("GET /api/tasks?user_id", lambda: ("/api/tasks", {"user_id": uid()})),
-        ("GET /api/tasks/{id}",
-         lambda: (f"/api/tasks/task-{rng.randrange(n_tasks):07d}", {})),
+        ("GET /api/tasks/{id}", lambda: (f"/api/tasks/task-{rng.randrange(n_tasks):07d}", {})),
         ("GET /api/insights/sessions", lambda: ("/api/insights/sessions", {})),
-        ("GET /api/insights/sessions?from&to (1 week)",
-         lambda: ("/api/insights/sessions", {"from": from_iso, "to": to_iso})),
+        (
+            "GET /api/insights/sessions?from&to (1 week)",
+            lambda: ("/api/insights/sessions", {"from": from_iso, "to": to_iso}),
+        ),
         ("GET /api/insights/users", lambda: ("/api/insights/users", {})),
     ]
     del day
     settings = ServerSettings(db=str(path), http_port=0, grpc_port=0)
     results: list[tuple[str, float, float]] = []
-    with AggregatorServer(settings) as server, httpx.Client(base_url=server.http_url,
-                                                             timeout=60) as client:
+    with (
+        AggregatorServer(settings) as server,
+        httpx.Client(base_url=server.http_url, timeout=60) as client,
+    ):
         for name, make in endpoints:
             n = args.requests if "insights" not in name else max(20, args.requests // 5)
             for _ in range(3):  # warm-up: page cache, statement cache
@@ -180,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
             results.append((name, statistics.median(samples), _p95(samples)))
     base = results[0][2]
-    print(f"\n{'endpoint':48} {'p50 ms':>8} {'p95 ms':>8} {'x base':>8}  target p95 <= "
-          f"{TARGET_MS:.0f} ms")
+    print(
+        f"\n{'endpoint':48} {'p50 ms':>8} {'p95 ms':>8} {'x base':>8}  target p95 <= "
+        f"{TARGET_MS:.0f} ms"
+    )
     worst = 0.0
     for name, p50, p95 in results:
         ok = "" if name.startswith("GET /healthz") else ("ok" if p95 <= TARGET_MS else "SLOW")

@@ -15,6 +15,7 @@ prints a JSON summary (tasks, sessions, users, feedback) once every span is expo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import sys
@@ -121,15 +122,15 @@ class ModelTimeout(Exception):
 def _chat(chat: Chat, latency_s: float, seed: int) -> None:
     rng = random.Random(f"{seed}/{chat.session_id}/{chat.user_id}")
     messages: list[dict[str, str]] = [{"role": "system", "content": f"Support bot ({chat.topic})"}]
-    with phospho.session(chat.session_id, user_id=chat.user_id) if chat.session_id else \
-            phospho.session(user_id=chat.user_id) as scope:
+    scope = (phospho.session(chat.session_id, user_id=chat.user_id) if chat.session_id
+             else contextlib.nullcontext())  # a lone task belongs to no session
+    with scope:
         for k, turn in enumerate(chat.turns):
             messages.append({"role": "user", "content": turn.input})
-            task_id = f"{chat.session_id or scope.session_id}-t{k + 1}"
+            task_id = f"{chat.session_id or chat.user_id + '-lone'}-t{k + 1}"
             try:
                 with phospho.task(
-                    input=turn.input, task_id=task_id,
-                    session_id=chat.session_id if chat.session_id else None,
+                    input=turn.input, task_id=task_id, user_id=chat.user_id,
                     raw_input=json.dumps({"model": chat.model, "messages": messages}),
                     metadata={"model": chat.model, "topic": chat.topic, "temperature": 0.2},
                 ) as t:

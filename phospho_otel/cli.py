@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import sqlite3
 import sys
@@ -145,10 +146,14 @@ class ViewSource:
 
 # ----------------------------------------------------------------------------- tables
 
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
 
 def _cell(value: Any, width: int) -> str:
     if value is None:
         text = "-"
+    elif isinstance(value, str) and _ISO_TIME.fullmatch(value):
+        text = value[:19].replace("T", " ")  # seconds are enough in a table
     elif isinstance(value, float):
         text = f"{value:.2f}"
     else:
@@ -176,18 +181,18 @@ def _fields(item: dict[str, Any], keys: Sequence[str]) -> str:
 
 SESSION_COLUMNS = [
     ("session_id", "SESSION", 36), ("user_id", "USER", 20), ("task_count", "TASKS", 5),
-    ("start_time", "START", 24), ("duration_s", "DURATION_S", 10),
+    ("start_time", "START (UTC)", 19), ("duration_s", "DURATION_S", 10),
     ("success_count", "OK", 4), ("failure_count", "FAIL", 4), ("last_input", "LAST INPUT", 40),
 ]
 USER_COLUMNS = [
     ("user_id", "USER", 24), ("task_count", "TASKS", 6), ("session_count", "SESSIONS", 8),
-    ("first_seen", "FIRST SEEN", 24), ("last_seen", "LAST SEEN", 24),
+    ("first_seen", "FIRST SEEN (UTC)", 19), ("last_seen", "LAST SEEN (UTC)", 19),
     ("avg_session_duration_s", "AVG_SESSION_S", 13), ("avg_tasks_per_session", "TASKS/SESSION", 13),
     ("success_rate", "SUCCESS", 7),
 ]
 TASK_COLUMNS = [
     ("task_id", "TASK", 38), ("session_id", "SESSION", 24), ("position", "POS", 3),
-    ("user_id", "USER", 16), ("start_time", "START", 24), ("status", "STATUS", 6),
+    ("user_id", "USER", 16), ("start_time", "START (UTC)", 19), ("status", "STATUS", 6),
     ("flag", "FLAG", 7), ("input", "INPUT", 40),
 ]
 

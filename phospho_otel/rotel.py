@@ -39,17 +39,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _accepts(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
     """Block until something accepts TCP connections on ``host:port``."""
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
-            time.sleep(0.02)
+    while not _accepts(port, host):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+        time.sleep(0.02)
 
 
 class RotelCollector:
@@ -120,12 +124,15 @@ class RotelCollector:
         env = {k: v for k, v in env.items() if not k.startswith("ROTEL_")} | (self.env or {})
         self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
-        try:
-            wait_for_port(self.grpc_port, timeout=timeout)
-            wait_for_port(self.http_port, timeout=timeout)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"rotel did not start; its log:\n{self.log()}") from None
+        deadline = time.monotonic() + timeout
+        for port in (self.grpc_port, self.http_port):
+            while not _accepts(port):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    code = self.process.poll()
+                    self.stop()
+                    why = f"exited with code {code}" if code is not None else "did not start"
+                    raise RuntimeError(f"rotel {why}; its log:\n{self.log()}")
+                time.sleep(0.02)
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:

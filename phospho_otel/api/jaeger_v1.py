@@ -378,7 +378,7 @@ class JaegerV1:
         query = self._search_query(request)
         with self.store.reader() as conn:
             ids = traces.find_trace_ids(conn, query)
-            found = traces.get_traces(conn, ids)
+            found = traces.get_traces(conn, ids, max_total_spans=traces.MAX_SPANS_PER_SEARCH)
         return _envelope([trace_json(t) for t in found])
 
     def _by_ids(self, raw_ids: list[str]) -> Response:
@@ -389,7 +389,7 @@ class JaegerV1:
             except ValueError as exc:
                 raise ParamError(f"malformed 'traceID' parameter: {exc}") from None
         with self.store.reader() as conn:
-            found = traces.get_traces(conn, ids)
+            found = traces.get_traces(conn, ids, max_total_spans=traces.MAX_SPANS_PER_SEARCH)
         present = {t.trace_id for t in found}
         errors = [
             {"msg": "trace not found", "traceID": trace_id_text(i)}

@@ -248,7 +248,7 @@ class JaegerV3:
         query = _trace_query(request)
         with self.store.reader() as conn:
             ids = traces.find_trace_ids(conn, query)
-            return traces.get_traces(conn, ids)
+            return traces.get_traces(conn, ids, max_total_spans=traces.MAX_SPANS_PER_SEARCH)
 
     def _search(self, request: Request) -> Response:
         """GET /api/v3/traces?query.*: {"result": TracesData} of the matching traces."""

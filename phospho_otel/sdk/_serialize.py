@@ -101,14 +101,17 @@ def _key(key: Any) -> str:
     return key if isinstance(key, str) else str(_plain(key))
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=True)
+
+
 def to_json(value: Any) -> str:
     """JSON text of any value, by the JSON rule in this module's docstring."""
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=True)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError):
         pass
     try:
-        return json.dumps(_plain(value), ensure_ascii=False, allow_nan=True)
+        return _ENCODER.encode(_plain(value))
     except Exception:  # pragma: no cover - _plain returns JSON-compatible data
         return json.dumps(repr(value), ensure_ascii=False)
 

@@ -70,6 +70,17 @@ def truncate_utf8(value: str, max_bytes: int) -> str:
     return value.encode("utf-8", "surrogatepass")[:max_bytes].decode("utf-8", "ignore")
 
 
+def scope_attributes(parent_context: Context | None = None) -> dict[str, Any] | None:
+    """The attributes a span started in ``parent_context`` (or the current context)
+    gets stamped with: the session scope's, else session/user from W3C baggage."""
+    scope = parent_context.get(_SCOPE_KEY) if parent_context is not None else None
+    if scope is None:
+        scope = get_value(_SCOPE_KEY)
+    if scope is not None:
+        return scope.attributes  # type: ignore[no-any-return]
+    return scope_from_baggage(parent_context)
+
+
 class PhosphoSpanProcessor(SpanProcessor):
     """Stamp session scope at start; export in the background with a bounded queue.
 
@@ -156,15 +167,9 @@ class PhosphoSpanProcessor(SpanProcessor):
         if self._shutdown:
             return
         try:
-            scope = parent_context.get(_SCOPE_KEY) if parent_context is not None else None
-            if scope is None:
-                scope = get_value(_SCOPE_KEY)
-            if scope is not None:
-                stamp = scope.attributes
-            else:
-                stamp = scope_from_baggage(parent_context)
-                if not stamp:
-                    return
+            stamp = scope_attributes(parent_context)
+            if not stamp:
+                return
             existing = span.attributes
             if existing:
                 stamp = {k: v for k, v in stamp.items() if k not in existing}

@@ -4,7 +4,7 @@ Contract shared by ingest (writes), the views (read) and the Jaeger API (read):
 
 * ``spans`` keeps **every** span received, exactly as received: the serialized OTLP
   ``Span`` message in ``span``, its resource and scope in ``origins``. A few columns are
-  copied out of it for indexing. Primary key ``(trace_id, span_id)``: a span delivered
+  copied out of it for indexing. Unique key ``(trace_id, span_id)``: a span delivered
   twice (a collector retry) is inserted once; only a span that was really inserted goes
   on to the task, feedback and rollup steps, so nothing counts twice.
 * ``tasks`` holds one row per task id, from task spans of our convention and from the
@@ -55,8 +55,9 @@ CREATE TABLE IF NOT EXISTS spans (
     session_id     TEXT,              -- from any convention, NULL if none
     user_id        TEXT,
     span           BLOB NOT NULL,     -- opentelemetry.proto.trace.v1.Span, as received
-    PRIMARY KEY (trace_id, span_id)
-) WITHOUT ROWID;
+    UNIQUE (trace_id, span_id)
+);  -- a rowid table: rows (with their blobs) are appended in arrival order, and only the
+    -- small unique index takes the random (trace_id, span_id) inserts.
 CREATE INDEX IF NOT EXISTS spans_by_session ON spans(session_id, start_ns)
     WHERE session_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_by_user ON spans(user_id, start_ns)

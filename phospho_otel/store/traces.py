@@ -12,7 +12,8 @@ How searches stay fast at millions of spans:
 * otherwise the service (``spans_by_service``), or service + operation
   (``spans_by_operation``), narrows the candidates, newest first;
 * time window, duration, service and operation are SQL conditions; any other tag is
-  matched on decoded candidates, at most ``TraceQuery.max_candidates`` of them;
+  matched on candidates, at most ``TraceQuery.max_candidates`` of them (a span whose
+  bytes lack the tag's key is skipped without decoding);
 * service and operation lists skip through the indexes (one index seek per distinct
   value) instead of scanning spans.
 
@@ -25,7 +26,7 @@ import base64
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
@@ -34,6 +35,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 __all__ = [
     "DEFAULT_MAX_CANDIDATES",
+    "DERIVED_TAGS",
+    "MAX_SPANS_PER_SEARCH",
     "MAX_SPANS_PER_TRACE",
     "SESSION_TAG",
     "SPAN_KIND_NAMES",
@@ -43,6 +46,7 @@ __all__ = [
     "TraceQuery",
     "TraceSpan",
     "attribute_text",
+    "candidates_sql",
     "dependencies",
     "find_trace_ids",
     "get_trace",
@@ -58,9 +62,11 @@ USER_TAG = "user.id"
 """Tag answered from the indexed ``spans.user_id`` column."""
 
 DEFAULT_MAX_CANDIDATES = 20_000
-"""Most candidate spans decoded to match non-indexed tags, per search."""
+"""Most candidate spans examined to match non-indexed tags, per search."""
 MAX_SPANS_PER_TRACE = 20_000
 """A trace with more spans is cut (``StoredTrace.truncated``)."""
+MAX_SPANS_PER_SEARCH = 200_000
+"""A search stops loading traces once it holds this many spans."""
 MAX_SERVICES = 10_000
 MAX_OPERATIONS = 10_000
 
@@ -166,6 +172,8 @@ def attribute_text(value: AnyValue) -> str:
     if kind == "double_value":
         d = value.double_value
         return repr(d) if not d.is_integer() or not math.isfinite(d) else str(int(d))
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
     if kind is None:
         return ""
     return json.dumps(_plain(value), separators=(",", ":"), ensure_ascii=False)
@@ -204,13 +212,55 @@ def span_tag_texts(item: TraceSpan) -> dict[str, set[str]]:
     return out
 
 
-def _tags_match(item: TraceSpan, tags: Mapping[str, str]) -> bool:
-    texts = span_tag_texts(item)
-    for key, wanted in tags.items():
-        values = texts.get(key)
-        if values is None or wanted not in values:
+DERIVED_TAGS = frozenset(
+    {
+        "event",
+        "span.kind",
+        "error",
+        "otel.status_code",
+        "otel.status_description",
+        "otel.scope.name",
+        "otel.scope.version",
+        "service.name",
+    }
+)
+"""Tags made from span fields rather than attributes (see ``span_tag_texts``)."""
+
+
+def _may_match(raw: bytes, resource_keys: frozenset[str], tags: Mapping[str, str]) -> bool:
+    """False when a wanted attribute key is surely absent: not derived, not a resource
+    attribute, and its UTF-8 bytes do not occur in the serialized span (cheap pre-check
+    before decoding)."""
+    for key in tags:
+        if key in DERIVED_TAGS or key in resource_keys:
+            continue
+        if key.encode() not in raw:
             return False
     return True
+
+
+def _has_tag(item: TraceSpan, key: str, wanted: str) -> bool:
+    span = item.span
+    for kv in span.attributes:
+        if kv.key == key and attribute_text(kv.value) == wanted:
+            return True
+    for kv in item.origin.resource.attributes:
+        if kv.key == key and attribute_text(kv.value) == wanted:
+            return True
+    for event in span.events:
+        if key == "event" and event.name == wanted:
+            return True
+        for kv in event.attributes:
+            if kv.key == key and attribute_text(kv.value) == wanted:
+                return True
+    if key in DERIVED_TAGS:
+        return wanted in span_tag_texts(item).get(key, ())
+    return False
+
+
+def _tags_match(item: TraceSpan, tags: Mapping[str, str]) -> bool:
+    """True when the span has every tag (same rules as ``span_tag_texts``)."""
+    return all(_has_tag(item, key, wanted) for key, wanted in tags.items())
 
 
 # --- origins --------------------------------------------------------------------------
@@ -259,12 +309,18 @@ class _Origins:
 # --- lookups --------------------------------------------------------------------------
 
 
-def get_traces(conn: sqlite3.Connection, trace_ids: Iterable[bytes]) -> list[StoredTrace]:
+def get_traces(
+    conn: sqlite3.Connection, trace_ids: Iterable[bytes], *, max_total_spans: int | None = None
+) -> list[StoredTrace]:
     """The stored traces among ``trace_ids`` (16 raw bytes each), in the order given;
-    unknown ids are left out (never an empty trace)."""
+    unknown ids are left out (never an empty trace). With ``max_total_spans``, no
+    further trace is loaded once that many spans are (the first one always is)."""
     origins = _Origins(conn)
     out: list[StoredTrace] = []
+    total = 0
     for trace_id in dict.fromkeys(trace_ids):
+        if max_total_spans is not None and out and total >= max_total_spans:
+            break
         rows = conn.execute(
             "SELECT span, origin_id, service_name FROM spans WHERE trace_id = ?"
             " ORDER BY start_ns LIMIT ?",
@@ -277,6 +333,7 @@ def get_traces(conn: sqlite3.Connection, trace_ids: Iterable[bytes]) -> list[Sto
         origins.load(row[1] for row in rows)
         spans = [TraceSpan(Span.FromString(bytes(r[0])), origins.get(r[1], r[2])) for r in rows]
         out.append(StoredTrace(trace_id, spans, truncated))
+        total += len(spans)
     return out
 
 
@@ -286,7 +343,10 @@ def get_trace(conn: sqlite3.Connection, trace_id: bytes) -> StoredTrace | None:
     return found[0] if found else None
 
 
-def _candidates(conn: sqlite3.Connection, q: TraceQuery) -> Iterator[sqlite3.Row | tuple]:
+def candidates_sql(q: TraceQuery) -> tuple[str, list[object]]:
+    """The SQL (and its parameters) selecting a search's candidate spans, newest first:
+    ``(trace_id, span, origin_id, service_name)`` rows. Raises ValueError when ``q`` has
+    neither a service nor a session or user tag (it would scan every span)."""
     where: list[str] = []
     params: list[object] = []
     if SESSION_TAG in q.tags:
@@ -328,7 +388,7 @@ def _candidates(conn: sqlite3.Connection, q: TraceQuery) -> Iterator[sqlite3.Row
         f"SELECT trace_id, span, origin_id, service_name FROM spans INDEXED BY {index}"
         f" WHERE {' AND '.join(where)} ORDER BY start_ns DESC"
     )
-    return iter(conn.execute(sql, params))
+    return sql, params
 
 
 def find_trace_ids(conn: sqlite3.Connection, q: TraceQuery) -> list[bytes]:
@@ -339,17 +399,26 @@ def find_trace_ids(conn: sqlite3.Connection, q: TraceQuery) -> list[bytes]:
     residual = {k: v for k, v in q.tags.items() if k not in (SESSION_TAG, USER_TAG)}
     found: dict[bytes, None] = {}
     origins = _Origins(conn)
-    decoded = 0
-    for row in _candidates(conn, q):
+    resource_keys: dict[int, frozenset[str]] = {}
+    examined = 0
+    sql, params = candidates_sql(q)
+    for row in conn.execute(sql, params):
         trace_id = bytes(row[0])
         if trace_id in found:
             continue
         if residual:
-            decoded += 1
-            if decoded > q.max_candidates:
+            examined += 1
+            if examined > q.max_candidates:
                 break
-            item = TraceSpan(Span.FromString(bytes(row[1])), origins.get(row[2], row[3]))
-            if not _tags_match(item, residual):
+            origin = origins.get(row[2], row[3])
+            keys = resource_keys.get(origin.id)
+            if keys is None:
+                keys = frozenset(kv.key for kv in origin.resource.attributes)
+                resource_keys[origin.id] = keys
+            raw = bytes(row[1])
+            if not _may_match(raw, keys, residual):
+                continue
+            if not _tags_match(TraceSpan(Span.FromString(raw), origin), residual):
                 continue
         found[trace_id] = None
         if len(found) >= q.limit:

@@ -68,7 +68,8 @@ def rotel_help_env_vars() -> set[str]:
 
 class RotelFromEnvFile(RotelCollector):
     """rotel configured by an env file only (no flags), with its receiver ports and the
-    exporter endpoint overridden so that the test owns them."""
+    exporter endpoint overridden so that the test owns them (``overrides`` replaces more
+    of the file's settings, for the variants its comments describe)."""
 
     def __init__(
         self,
@@ -78,8 +79,9 @@ class RotelFromEnvFile(RotelCollector):
         grpc_port: int | None = None,
         http_port: int | None = None,
         log_path: Path | None = None,
+        overrides: dict[str, str] | None = None,
     ) -> None:
-        settings = parse_env_file(env_file)
+        settings = parse_env_file(env_file) | (overrides or {})
         super().__init__(
             exporter_endpoint, grpc_port=grpc_port, http_port=http_port, log_path=log_path
         )
@@ -170,8 +172,9 @@ APP = Path(__file__).resolve().parent / "workload_app.py"
 
 @dataclass
 class Workload:
-    """What the app logs: ``sessions`` sessions of ``tasks_per_session`` tasks, session
-    ``i`` belonging to user ``i % users``; ``rate`` tasks per second (0 = as fast as it can).
+    """What the app logs: ``sessions`` sessions (numbered from ``first_session``) of
+    ``tasks_per_session`` tasks, session ``i`` belonging to user ``i % users``; ``rate``
+    tasks per second (0 = as fast as it can); feedback on every ``feedback_every``-th task.
     """
 
     sessions: int
@@ -179,23 +182,19 @@ class Workload:
     users: int
     rate: float = 0.0
     feedback_every: int = 0
+    first_session: int = 0
     run_id: str = field(default_factory=lambda: os.urandom(4).hex())
 
     @property
     def total_tasks(self) -> int:
         return self.sessions * self.tasks_per_session
 
-    def session_id(self, i: int) -> str:
-        return f"sess-{self.run_id}-{i:04d}"
-
-    def user_id(self, i: int) -> str:
-        return f"user-{self.run_id}-{i % self.users:03d}"
-
     def argv(self) -> list[str]:
         return [
             "--sessions", str(self.sessions), "--tasks-per-session", str(self.tasks_per_session),
             "--users", str(self.users), "--rate", str(self.rate), "--run-id", self.run_id,
             "--feedback-every", str(self.feedback_every),
+            "--first-session", str(self.first_session),
         ]
 
 

@@ -118,6 +118,7 @@ def check_exact(aggregator: AggregatorProcess, workload: Workload,
     got_sessions, got_users = views(aggregator, workload.run_id)
     sent = len(result["tasks"])
     in_views = sum(s["task_count"] for s in got_sessions.values())
+    print(f"\n[collector-route] tasks sent={sent} tasks in views={in_views}")
     assert set(got_sessions) == set(want_sessions)
     for session_id, want in want_sessions.items():
         got = got_sessions[session_id]
@@ -168,6 +169,28 @@ class TestRoute:
         wait_for_views(aggregator, workload.run_id, workload.total_tasks)
         sent, in_views = check_exact(aggregator, workload, result)
         report(f"route sdk-{protocol}", workload, result, sent, in_views, rotel)
+
+
+    def test_grpc_export_variant(self, tmp_path: Path,
+                                 aggregator: AggregatorProcess) -> None:
+        """The variant rotel.env describes, rotel -> aggregator over gRPC (port 8317), is
+        exact too."""
+        rotel = RotelFromEnvFile(
+            ROTEL_ENV, f"http://127.0.0.1:{aggregator.grpc_port}",
+            log_path=tmp_path / "rotel.log",
+            overrides={"ROTEL_OTLP_EXPORTER_PROTOCOL": "grpc"},
+        ).start()
+        try:
+            workload = Workload(sessions=12, tasks_per_session=10, users=5, feedback_every=4)
+            app = AppProcess(workload, rotel.http_endpoint, "http/protobuf",
+                             tmp_path / "app.log")
+            result = app.finish()
+            assert result["flushed"], result["stats"]
+            wait_for_views(aggregator, workload.run_id, workload.total_tasks)
+            sent, in_views = check_exact(aggregator, workload, result)
+            report("route rotel-grpc-export", workload, result, sent, in_views, rotel)
+        finally:
+            rotel.stop()
 
 
 class TestRestarts:
@@ -226,3 +249,50 @@ class TestRestarts:
         sent, in_views = check_exact(aggregator, workload, result)
         report("aggregator killed (SIGKILL)", workload, result, sent, in_views, rotel,
                tasks_in_views_at_kill=before_kill, tasks_logged_while_aggregator_down=down_for)
+
+
+class TestReplicas:
+    """The scale-out README's claim for tier 2, with real processes: when every session
+    lives on one replica, each replica's session views are exact and a user's rows on
+    the replicas add up to the user's whole activity."""
+
+    def test_user_rows_merge_across_replicas(self, tmp_path: Path) -> None:
+        """Two app -> rotel -> aggregator routes share a run's users but not its sessions
+        (what session routing gives): summing /api/users over both replicas is exact."""
+        halves = [Workload(sessions=10, tasks_per_session=8, users=4, feedback_every=3,
+                           first_session=k * 10) for k in (0, 1)]
+        halves[1].run_id = halves[0].run_id
+        routes: list[AggregatorProcess | RotelFromEnvFile] = []
+        results = []
+        try:
+            for k, half in enumerate(halves):
+                agg = AggregatorProcess(tmp_path / f"replica{k}.db",
+                                        tmp_path / f"aggregator{k}.log").start()
+                routes.append(agg)
+                rotel = RotelFromEnvFile(ROTEL_ENV, agg.url,
+                                         log_path=tmp_path / f"rotel{k}.log").start()
+                routes.append(rotel)
+                app = AppProcess(half, rotel.http_endpoint, "http/protobuf",
+                                 tmp_path / f"app{k}.log")
+                half_result = app.finish()
+                assert half_result["flushed"]
+                wait_for_views(agg, half.run_id, half.total_tasks)
+                check_exact(agg, half, half_result)
+                results.append(half_result)
+            result = {"tasks": [t for r in results for t in r["tasks"]],
+                      "feedback": {k: v for r in results for k, v in r["feedback"].items()}}
+            replicas = [r for r in routes if isinstance(r, AggregatorProcess)]
+            _, want_users = expected_views(result)
+            merged: dict[str, Counter[str]] = defaultdict(Counter)
+            for agg in replicas:
+                _, users = views(agg, halves[0].run_id)
+                for user_id, row in users.items():
+                    merged[user_id].update({k: row[k] for k in want_users[user_id]})
+            assert {k: dict(v) for k, v in merged.items()} == want_users
+            per_replica = [len(views(agg, halves[0].run_id)[1]) for agg in replicas]
+            assert per_replica == [4, 4], "every user has sessions on both replicas"
+            print(f"\n[collector-route] two replicas: tasks sent={len(result['tasks'])} "
+                  f"tasks in merged user rows={sum(u['task_count'] for u in merged.values())}")
+        finally:
+            for part in reversed(routes):
+                part.stop()

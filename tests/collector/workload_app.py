@@ -1,10 +1,11 @@
 """A small LLM-app stand-in for the collector tests, run as its own process.
 
 Logs ``sessions x tasks_per_session`` tasks through ``phospho_otel`` (round-robin over
-the sessions, so that every session is in flight during the whole run), session ``i``
-belonging to user ``i % users``, and feedback on every ``feedback_every``-th task. Prints
-``logged N`` after each task, then flushes and prints ``result {json}``: every task id
-with its session, the feedback given, the SDK's counters and whether the flush completed.
+the sessions, so that every session is in flight during the whole run), sessions numbered
+from ``first_session``, session ``i`` belonging to user ``i % users``, and feedback on
+every ``feedback_every``-th task. Prints ``logged N`` after each task, then flushes and
+prints ``result {json}``: every task id with its session, the feedback given, the SDK's
+counters and whether the flush completed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=0.0, help="tasks per second, 0 = max")
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--feedback-every", type=int, default=0)
+    parser.add_argument("--first-session", type=int, default=0,
+                        help="index of the first session (sessions are numbered from it)")
     args = parser.parse_args()
 
     phospho.init(endpoint=args.endpoint, protocol=args.protocol,
@@ -36,7 +39,7 @@ def main() -> int:
     started = time.monotonic()
     n = 0
     for t in range(args.tasks_per_session):
-        for s in range(args.sessions):
+        for s in range(args.first_session, args.first_session + args.sessions):
             session_id = f"sess-{args.run_id}-{s:04d}"
             user_id = f"user-{args.run_id}-{s % args.users:03d}"
             with phospho.session(session_id=session_id, user_id=user_id):

@@ -298,3 +298,18 @@ class TestOtlpProtobufIngest:
             assert r.status_code == 404 and r.json()["error"]["httpCode"] == 404
             r = client.get(f"{jaeger}/api/traces", params={"service": "app", "tags": "{"})
             assert r.status_code == 400 and "'tags'" in r.json()["errors"][0]["msg"]
+
+
+class TestToken:
+    """With a token, the Jaeger routes need the bearer header (as documented)."""
+
+    def test_bearer_token(self, tmp_path: Path) -> None:
+        """401 without the header, 200 with it."""
+        settings = ServerSettings(
+            db=str(tmp_path / "t.db"), http_port=0, grpc_port=0, token="s3cret"
+        )
+        with AggregatorServer(settings) as server, httpx.Client(trust_env=False) as client:
+            url = server.http_url + "/jaeger/api/services"
+            assert client.get(url).status_code == 401
+            r = client.get(url, headers={"Authorization": "Bearer s3cret"})
+            assert r.status_code == 200 and r.json()["data"] == []

@@ -1,0 +1,264 @@
+"""Ingest rate (spans/s) over OTLP/HTTP and OTLP/gRPC into SQLite, against the bare decode
+rate measured in the same run.
+
+    /work/venv/bin/python benchmarks/bench_ingest.py [--quick] [--batch 8192] [--requests 24]
+
+Every span is a task span of our convention (8 attributes, ~570 bytes: the most work per
+span: span row, task row, session and user rollups), in requests of ``--batch`` spans
+(a collector's batch; rotel's default is 8192), pre-encoded so the client costs little.
+The receiver runs in its own process (``--serve``) on a fresh database with the default
+settings (WAL, synchronous=FULL); two client threads send the requests back to back.
+Rates are wall-clock; the machine is shared and noisy, so compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from phospho_otel.aggregator import extract
+from phospho_otel.receiver.decode import parse_protobuf
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+BASE_NS = 1_764_000_000_000_000_000
+
+
+def _kv(key: str, value: str) -> KeyValue:
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def build_request(spans: int, seed: int) -> ExportTraceServiceRequest:
+    """``spans`` task spans: 1,000 users, 10 sessions each, SDK-like attributes."""
+    rng = random.Random(seed)
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.append(_kv("service.name", "bench-app"))
+    scope_spans = resource_spans.scope_spans.add()
+    scope_spans.scope.name = "phospho_otel"
+    for i in range(spans):
+        span = scope_spans.spans.add()
+        span.trace_id = rng.randbytes(16)
+        span.span_id = rng.randbytes(8)
+        span.name = "phospho.task"
+        span.kind = 1
+        span.start_time_unix_nano = BASE_NS + (seed * spans + i) * 1_000_000
+        span.end_time_unix_nano = span.start_time_unix_nano + rng.randrange(10**8, 10**9)
+        user = rng.randrange(1000)
+        span.attributes.extend(
+            [
+                _kv("phospho.span.type", "task"),
+                _kv("phospho.semconv.version", "1.0.0"),
+                _kv("phospho.task.id", "task_" + rng.randbytes(16).hex()),
+                _kv("input.value", "What is the capital of France? " * 3),
+                _kv("output.value", "Paris is the capital of France. " * 5),
+                _kv("session.id", f"session_{user}_{rng.randrange(10)}"),
+                _kv("user.id", f"user_{user}"),
+                _kv("phospho.metadata.model", "gpt-4o-mini"),
+            ]
+        )
+    return request
+
+
+def serve(db: str) -> None:
+    """The receiver process: store + ingestor + HTTP (uvicorn) + gRPC on free ports."""
+    import socket
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from phospho_otel.receiver.grpc import start_grpc_server
+    from phospho_otel.receiver.http import otlp_traces_endpoint
+    from phospho_otel.receiver.ingest import Ingestor
+    from phospho_otel.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(db)
+    ingestor = Ingestor(store)
+    _, grpc_port = start_grpc_server(
+        ingestor, host="127.0.0.1", port=0, token=None, max_message_bytes=256 << 20
+    )
+    app = Starlette(
+        routes=[Route("/v1/traces", otlp_traces_endpoint(ingestor, 256 << 20), methods=["POST"])]
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    print(f"listening http={sock.getsockname()[1]} grpc={grpc_port}", flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    server.should_exit = True
+    thread.join(10)
+    ingestor.close()
+    store.close()
+
+
+class Server:
+    """A ``--serve`` child process on a fresh database."""
+
+    def __init__(self, db: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(db)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        match = re.search(r"http=(\d+) grpc=(\d+)", self.proc.stdout.readline())
+        if not match:
+            raise RuntimeError("benchmark server did not start")
+        self.http_port, self.grpc_port = int(match.group(1)), int(match.group(2))
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(60)
+
+
+def send_all(bodies: list[bytes], send_one, clients: int) -> float:  # type: ignore[no-untyped-def]
+    """Send every body with ``clients`` threads; returns the wall time."""
+    queue = list(enumerate(bodies))
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker() -> None:
+        state: dict[str, object] = {}
+        while True:
+            with lock:
+                if not queue:
+                    return
+                _, body = queue.pop(0)
+            try:
+                send_one(state, body)
+            except Exception as exc:  # reported below
+                errors.append(repr(exc))
+                return
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"send failed: {errors[0]}")
+    return elapsed
+
+
+def http_sender(port: int, gzipped: bool):  # type: ignore[no-untyped-def]
+    headers = {"Content-Type": "application/x-protobuf"}
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+
+    def send(state: dict[str, object], body: bytes) -> None:
+        client = state.get("client")
+        if client is None:
+            client = state["client"] = httpx.Client(timeout=120)
+        while True:
+            r = client.post(f"http://127.0.0.1:{port}/v1/traces", content=body, headers=headers)  # type: ignore[attr-defined]
+            if r.status_code == 503:
+                time.sleep(float(r.headers.get("Retry-After", "1")))
+                continue
+            r.raise_for_status()
+            return
+
+    return send
+
+
+def grpc_sender(port: int):  # type: ignore[no-untyped-def]
+    def send(state: dict[str, object], body: bytes) -> None:
+        call = state.get("call")
+        if call is None:
+            channel = grpc.insecure_channel(
+                f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", -1)]
+            )
+            call = state["call"] = channel.unary_unary(EXPORT)
+        while True:
+            try:
+                call(body, timeout=120)  # type: ignore[operator]
+                return
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                    raise
+                time.sleep(1)
+
+    return send
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("--batch", type=int, default=8192, help="spans per request")
+    parser.add_argument("--requests", type=int, default=24, help="requests per run")
+    parser.add_argument("--clients", type=int, default=2, help="concurrent client threads")
+    parser.add_argument("--serve", metavar="DB", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    batch, count = (1024, 4) if args.quick else (args.batch, args.requests)
+    print(f"building {count} requests of {batch} task spans ...", flush=True)
+    requests = [build_request(batch, seed) for seed in range(count)]
+    bodies = [r.SerializeToString() for r in requests]
+    total = batch * count
+    print(f"{total} spans, {sum(map(len, bodies)) / total:.0f} bytes/span protobuf")
+
+    started = time.perf_counter()
+    for body in bodies:
+        parse_protobuf(body)
+    decode_rate = total / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for body in bodies:
+        extract(parse_protobuf(body))
+    extract_rate = total / (time.perf_counter() - started)
+
+    rows = [("bare decode (protobuf parse)", decode_rate), ("decode + extract", extract_rate)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, make_sender, payload in (
+            ("OTLP/HTTP protobuf -> SQLite", lambda s: http_sender(s.http_port, False), bodies),
+            (
+                "OTLP/HTTP protobuf+gzip -> SQLite",
+                lambda s: http_sender(s.http_port, True),
+                [gzip.compress(b, 6) for b in bodies],
+            ),
+            ("OTLP/gRPC -> SQLite", lambda s: grpc_sender(s.grpc_port), bodies),
+        ):
+            db = Path(tmp) / f"{len(rows)}.db"
+            server = Server(db)
+            try:
+                elapsed = send_all(payload, make_sender(server), args.clients)
+            finally:
+                server.stop()
+            rows.append((name, total / elapsed))
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(f"{db}{suffix}"):
+                    os.remove(f"{db}{suffix}")
+
+    print(f"\n{'path':<36} {'spans/s':>10} {'vs bare decode':>15}")
+    for name, rate in rows:
+        print(f"{name:<36} {rate:>10,.0f} {rate / decode_rate:>15.4f}")
+    http_rate = rows[2][1]
+    print(f"\nOTLP/HTTP full ingest: {http_rate:,.0f} spans/s (target >= 25,000)")
+
+
+if __name__ == "__main__":
+    main()
