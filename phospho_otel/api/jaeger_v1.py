@@ -389,7 +389,7 @@ class JaegerV1:
             except ValueError as exc:
                 raise ParamError(f"malformed 'traceID' parameter: {exc}") from None
         with self.store.reader() as conn:
-            found = traces.get_traces(conn, ids, max_total_spans=traces.MAX_SPANS_PER_SEARCH)
+            found = traces.get_traces(conn, ids)
         present = {t.trace_id for t in found}
         errors = [
             {"msg": "trace not found", "traceID": trace_id_text(i)}
