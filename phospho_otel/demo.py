@@ -129,7 +129,7 @@ def run_demo(*, workdir: str | None = None, users: int = 20, sessions: int = 60,
         app = subprocess.run(
             [sys.executable, str(EXAMPLE_APP), "--endpoint", rotel.http_endpoint,
              "--protocol", "http/protobuf", "--users", str(users), "--sessions",
-             str(sessions), "--seed", str(seed)],
+             str(sessions), "--seed", str(seed), "--latency-ms", "40"],
             capture_output=True, text=True, env=env, timeout=300,
         )
         if app.returncode != 0:

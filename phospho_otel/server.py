@@ -32,9 +32,16 @@ logger = logging.getLogger(__name__)
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """The HTTP listening socket (bound here so that port 0 gives its port at once).
+
+    ``IPPROTO_TCP`` matters: asyncio sets ``TCP_NODELAY`` on accepted connections only
+    when their protocol says TCP, and without it uvicorn's two writes per response (head,
+    body) wait ~40 ms for the client's delayed ACK on every keep-alive request.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError:
@@ -58,6 +65,7 @@ class AggregatorServer:
         self._grpc: grpc.Server | None = None
         self._uvicorn: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
         self.http_port: int | None = None
         self.grpc_port: int | None = None
 
@@ -85,14 +93,18 @@ class AggregatorServer:
             self.store = SQLiteStore(s.db)
             self.ingestor = Ingestor(self.store)
             sock = _bind(s.host, s.http_port)
+            self._sock = sock
             self.http_port = int(sock.getsockname()[1])
-            self._grpc, self.grpc_port = start_grpc_server(
-                self.ingestor,
-                host=s.host,
-                port=s.grpc_port,
-                token=s.token,
-                max_message_bytes=s.max_body_bytes,
-            )
+            try:
+                self._grpc, self.grpc_port = start_grpc_server(
+                    self.ingestor,
+                    host=s.host,
+                    port=s.grpc_port,
+                    token=s.token,
+                    max_message_bytes=s.max_body_bytes,
+                )
+            except RuntimeError as exc:  # grpcio's "Failed to bind to address"
+                raise OSError(f"cannot listen for gRPC on {s.host}:{s.grpc_port}: {exc}") from exc
             app = create_app(self.store, self.ingestor, s)
             config = uvicorn.Config(
                 app,
@@ -129,6 +141,9 @@ class AggregatorServer:
             self._thread.join(15)
             self._thread = None
         self._uvicorn = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
         if self._grpc is not None:
             self._grpc.stop(grace=2).wait(5)
             self._grpc = None

@@ -50,6 +50,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from phospho_otel.semconv import (
     FeedbackFlagValues,
@@ -212,46 +213,54 @@ class _InvalidSpan(Exception):
     """A task or feedback span of our convention that cannot be used."""
 
 
-def _optional_string(attrs: dict[str, AnyValue], key: str) -> str | None:
+_Attrs = dict[str, "str | AnyValue"]
+"""The attributes read from a span: string values as ``str``, others as ``AnyValue``."""
+
+
+def _optional_string(attrs: _Attrs, key: str) -> str | None:
     value = attrs.get(key)
-    if value is None:
-        return None
-    if value.WhichOneof("value") != "string_value":
-        raise _InvalidSpan(f"{key} is not a string")
-    return value.string_value
+    if value is None or type(value) is str:
+        return value
+    raise _InvalidSpan(f"{key} is not a string")
 
 
-def _required_string(attrs: dict[str, AnyValue], key: str) -> str:
-    value = _optional_string(attrs, key)
+def _required_string(attrs: _Attrs, key: str) -> str:
+    value = attrs.get(key)
+    if type(value) is str:
+        return value
     if value is None:
         raise _InvalidSpan(f"{key} is missing")
-    return value
+    raise _InvalidSpan(f"{key} is not a string")
 
 
-def _metadata_json(attrs: dict[str, AnyValue]) -> str:
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _metadata_json(attrs: _Attrs) -> str:
     metadata = {
-        key[_METADATA_PREFIX_LEN:]: any_value_to_python(value)
+        key[_METADATA_PREFIX_LEN:]: value if type(value) is str else any_value_to_python(value)
         for key, value in attrs.items()
         if key.startswith(_METADATA_PREFIX)
     }
     if not metadata:
         return "{}"
-    return json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return _JSON.encode(metadata)
 
 
 def _our_task(
-    attrs: dict[str, AnyValue], trace_id: bytes, span_id: bytes, span: object, service: str
+    attrs: _Attrs, trace_id: bytes, span_id: bytes, span: Span, service: str
 ) -> TaskRecord:
     task_id = _required_string(attrs, _TASK_ID)
     if not task_id:
         raise _InvalidSpan(f"{_TASK_ID} is empty")
+    status_code = span.status.code
     return TaskRecord(
         task_id,
         trace_id,
         span_id,
         _optional_string(attrs, SessionAttributes.SESSION_ID) or None,
         _optional_string(attrs, UserAttributes.USER_ID) or None,
-        span.name,  # type: ignore[attr-defined]
+        span.name,
         service,
         "phospho",
         _required_string(attrs, IOAttributes.INPUT_VALUE),
@@ -259,18 +268,16 @@ def _our_task(
         _optional_string(attrs, PhosphoAttributes.RAW_INPUT),
         _optional_string(attrs, PhosphoAttributes.RAW_OUTPUT),
         _metadata_json(attrs),
-        span.start_time_unix_nano,  # type: ignore[attr-defined]
-        span.end_time_unix_nano,  # type: ignore[attr-defined]
-        _STATUS_NAMES[span.status.code] if span.status.code < 3 else "unset",  # type: ignore[attr-defined]
+        span.start_time_unix_nano,
+        span.end_time_unix_nano,
+        _STATUS_NAMES[status_code] if status_code < 3 else "unset",
     )
 
 
 _FLAGS = frozenset(v.value for v in FeedbackFlagValues)
 
 
-def _our_feedback(
-    attrs: dict[str, AnyValue], trace_id: bytes, span_id: bytes, end_ns: int
-) -> FeedbackRecord:
+def _our_feedback(attrs: _Attrs, trace_id: bytes, span_id: bytes, end_ns: int) -> FeedbackRecord:
     task_id = _required_string(attrs, _TASK_ID)
     if not task_id:
         raise _InvalidSpan(f"{_TASK_ID} is empty")
@@ -290,10 +297,10 @@ def _our_feedback(
     )
 
 
-def _first_string(attrs: dict[str, AnyValue], keys: tuple[str, ...]) -> str | None:
+def _first_string(attrs: _Attrs, keys: tuple[str, ...]) -> str | None:
     for key in keys:
-        value = _string(attrs.get(key))
-        if value is not None:
+        value = attrs.get(key)
+        if type(value) is str:
             return value
     return None
 
@@ -379,29 +386,28 @@ def extract(
                             "not all zero)"
                         )
                     continue
-                attrs: dict[str, AnyValue] = {}
+                attrs: _Attrs = {}
                 for kv in span.attributes:
                     key = kv.key
                     if key in wanted or key.startswith("phospho."):
-                        attrs[key] = kv.value
+                        value = kv.value
+                        attrs[key] = (
+                            value.string_value
+                            if value.WhichOneof("value") == "string_value"
+                            else value
+                        )
                 session_id = user_id = None
                 session_from = user_from = ""
                 for key, convention in _SESSION_KEYS:
-                    value = attrs.get(key)
-                    if value is not None and value.WhichOneof("value") == "string_value":
-                        session_id = value.string_value
-                        if session_id:
-                            session_from = convention
-                            break
-                        session_id = None
+                    found = attrs.get(key)
+                    if found and type(found) is str:
+                        session_id, session_from = found, convention
+                        break
                 for key, convention in _USER_KEYS:
-                    value = attrs.get(key)
-                    if value is not None and value.WhichOneof("value") == "string_value":
-                        user_id = value.string_value
-                        if user_id:
-                            user_from = convention
-                            break
-                        user_id = None
+                    found = attrs.get(key)
+                    if found and type(found) is str:
+                        user_id, user_from = found, convention
+                        break
                 start_ns = span.start_time_unix_nano
                 end_ns = span.end_time_unix_nano
                 status_code = span.status.code
@@ -422,9 +428,8 @@ def extract(
                         span.SerializeToString(),
                     )
                 )
-                span_type_value = attrs.get(span_type_key)
-                if span_type_value is not None:
-                    span_type = _string(span_type_value)
+                span_type = attrs.get(span_type_key)
+                if span_type is not None:
                     try:
                         if span_type == task_type:
                             tasks.append(_our_task(attrs, trace_id, span_id, span, service))

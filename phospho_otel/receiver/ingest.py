@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
+from phospho_otel.aggregator.extract import Extraction, extract
 from phospho_otel.store.base import Store, WriteResult
 
 __all__ = ["IngestResult", "Ingestor", "Overloaded", "count_spans"]
@@ -53,20 +54,29 @@ def count_spans(request: ExportTraceServiceRequest) -> int:
 
 
 class _Item(NamedTuple):
-    request: ExportTraceServiceRequest
+    extraction: Extraction
     spans: int
     future: Future[WriteResult]
+
+
+INLINE_EXTRACT_SPANS = 64
+"""``ingest`` extracts requests up to this size on the event loop, larger ones in a
+worker thread (so the loop keeps serving while a big batch is extracted)."""
 
 
 class Ingestor:
     """One writer thread in front of a store, fed by a queue bounded in spans.
 
+    The CPU-bound extraction (``aggregator.extract``) runs in the caller's thread (or a
+    worker thread for ``ingest``), so it overlaps with the writer's SQLite work, which
+    runs without the GIL.
+
     Thread-safe: ``ingest`` from event loops, ``ingest_blocking`` from any thread.
 
     Args:
-        store: where the writer thread writes (its only caller of ``write_many``).
-        max_pending_spans: spans queued or being written beyond which new requests are
-            refused with ``Overloaded``. A single request larger than this is still
+        store: where the writer thread writes (its only caller of ``write_extracted``).
+        max_pending_spans: spans accepted and not yet durable beyond which new requests
+            are refused with ``Overloaded``. A single request larger than this is still
             accepted when nothing else is pending, so it cannot be refused forever.
         max_group_spans: spans written in one transaction at most.
     """
@@ -100,26 +110,56 @@ class Ingestor:
         """Spans accepted and not yet durable."""
         return self._pending
 
-    def submit(self, request: ExportTraceServiceRequest) -> Future[WriteResult]:
-        """Queue a request; the future resolves once it is durable. Raises ``Overloaded``
-        when the queue is full, ``RuntimeError`` once closed."""
-        spans = count_spans(request)
-        future: Future[WriteResult] = Future()
+    def _reserve(self, spans: int) -> None:
         with self._cond:
             if self._closed:
                 raise RuntimeError("ingestor is closed")
             if self._pending and self._pending + spans > self.max_pending_spans:
                 retry_after = min(30.0, max(1.0, math.ceil(self._pending / self._rate)))
                 raise Overloaded(retry_after)
-            self._queue.append(_Item(request, spans, future))
             self._pending += spans
+
+    def _release(self, spans: int) -> None:
+        with self._cond:
+            self._pending -= spans
+
+    def _enqueue(self, extraction: Extraction, spans: int) -> Future[WriteResult]:
+        future: Future[WriteResult] = Future()
+        with self._cond:
+            if self._closed:
+                self._pending -= spans
+                raise RuntimeError("ingestor is closed")
+            self._queue.append(_Item(extraction, spans, future))
             self._cond.notify()
         return future
+
+    def submit(self, request: ExportTraceServiceRequest) -> Future[WriteResult]:
+        """Extract a request here and queue it; the future resolves once it is durable.
+        Raises ``Overloaded`` when the queue is full, ``RuntimeError`` once closed."""
+        spans = count_spans(request)
+        self._reserve(spans)
+        try:
+            extraction = extract(request)
+        except BaseException:
+            self._release(spans)
+            raise
+        return self._enqueue(extraction, spans)
 
     async def ingest(self, request: ExportTraceServiceRequest) -> IngestResult:
         """Store a request; returns once it is durable. Raises ``Overloaded``, or the
         store's error if the write failed."""
-        return await asyncio.wrap_future(self.submit(request))
+        spans = count_spans(request)
+        self._reserve(spans)
+        try:
+            if spans <= INLINE_EXTRACT_SPANS:
+                extraction = extract(request)
+            else:
+                loop = asyncio.get_running_loop()
+                extraction = await loop.run_in_executor(None, extract, request)
+        except BaseException:
+            self._release(spans)
+            raise
+        return await asyncio.wrap_future(self._enqueue(extraction, spans))
 
     def ingest_blocking(
         self, request: ExportTraceServiceRequest, timeout_s: float | None = None
@@ -172,7 +212,7 @@ class Ingestor:
         if not items:
             return
         try:
-            results = self.store.write_many([item.request for item in items])
+            results = self.store.write_extracted([item.extraction for item in items])
         except Exception as exc:
             if len(items) > 1:
                 # Isolate the request that failed; the others still get written.
@@ -187,7 +227,7 @@ class Ingestor:
 
     def _write_alone(self, item: _Item) -> None:
         try:
-            result = self.store.write(item.request)
+            (result,) = self.store.write_extracted([item.extraction])
         except Exception as exc:
             logger.exception("ingest write failed (%d spans)", item.spans)
             item.future.set_exception(exc)

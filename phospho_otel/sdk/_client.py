@@ -12,21 +12,20 @@ import logging
 import random
 import threading
 from collections.abc import Mapping
-from time import time_ns
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Link, SpanContext, SpanKind
 
 from phospho_otel.errors import ConfigurationError
 from phospho_otel.sdk._context import SESSION_ID, USER_ID, _check_id, current_scope
-from phospho_otel.sdk._serialize import flatten_metadata, to_json, to_text
+from phospho_otel.sdk._fastpath import FastPath
+from phospho_otel.sdk._serialize import flatten_metadata, raw_json, to_text
 from phospho_otel.sdk._settings import Settings, resolve_settings
 from phospho_otel.sdk.exporter import make_transport
-from phospho_otel.sdk.processor import PhosphoSpanProcessor, ProcessorStats, scope_attributes
+from phospho_otel.sdk.processor import PhosphoSpanProcessor, ProcessorStats
 from phospho_otel.semconv import (
     SEMCONV_VERSION,
     FeedbackFlagValues,
@@ -103,17 +102,7 @@ class LoggedTask:
 
 
 class _Client:
-    """What ``init()`` set up.
-
-    ``log()`` spans start and end at once, so when this client's processor is the only
-    one on the provider (the usual case), ``record_instant`` builds the finished span
-    directly and hands it to the processor, skipping the SDK's ``Span`` object (its
-    lock, per-attribute validation of attributes we built ourselves, and the
-    ``ReadableSpan`` copy): a third of the cost. It honours the provider's sampler, id
-    generator, resource and span limits; with other processors present, or any doubt,
-    ``log()`` takes the ordinary SDK path. ``tests/sdk/test_api.py`` checks both paths
-    send the same spans.
-    """
+    """What ``init()`` set up."""
 
     def __init__(
         self,
@@ -127,82 +116,12 @@ class _Client:
         self.processor = processor
         self.owns_provider = owns_provider
         self.tracer = provider.get_tracer(TRACER_NAME, _package_version())
-        self._fast_for: object = None  # the processor tuple the fast-path check saw
-        self._fast = False
-
-    def _fast_path_ok(self, n_attributes: int) -> bool:
-        tracer: Any = self.tracer
-        processors = getattr(getattr(tracer, "span_processor", None), "_span_processors", None)
-        if processors is not self._fast_for:
-            self._fast_for = processors
-            limits = getattr(tracer, "_span_limits", None)
-            self._fast = (
-                isinstance(processors, tuple)
-                and len(processors) == 1
-                and processors[0] is self.processor
-                and limits is not None
-                and getattr(limits, "max_attribute_length", 0) is None
-                and hasattr(tracer, "_instrumentation_scope")
-                and hasattr(tracer, "_is_enabled")
-            )
-        if not self._fast:
-            return False
-        limit = tracer._span_limits.max_span_attributes
-        return (limit is None or n_attributes <= limit) and tracer._is_enabled()
-
-    def record_instant(self, name: str, attributes: dict[str, Any]) -> SpanContext | None:
-        """Record a span that starts and ends now, bypassing the SDK ``Span`` object;
-        None if the fast path does not apply (then use the tracer)."""
-        if not self._fast_path_ok(len(attributes)):
-            return None
-        tracer: Any = self.tracer
-        parent_ctx = otel_context.get_current()
-        parent = trace.get_current_span(parent_ctx).get_span_context()
-        if parent is None or not parent.is_valid:
-            parent = None
-            trace_id = tracer.id_generator.generate_trace_id()
-            random_id = tracer.id_generator.is_trace_id_random()
-        else:
-            trace_id = parent.trace_id
-            random_id = parent.trace_flags.random_trace_id
-        sampling = tracer.sampler.should_sample(
-            parent_ctx, trace_id, name, SpanKind.INTERNAL, attributes, None
-        )
-        flags = TraceFlags.SAMPLED if sampling.decision.is_sampled() else TraceFlags.DEFAULT
-        if random_id:
-            flags |= TraceFlags.RANDOM_TRACE_ID
-        context = SpanContext(
-            trace_id,
-            tracer.id_generator.generate_span_id(),
-            is_remote=False,
-            trace_flags=TraceFlags(flags),
-            trace_state=sampling.trace_state,
-        )
-        if not sampling.decision.is_recording() or self.processor._shutdown:
-            return context
-        span_attributes = dict(sampling.attributes) if sampling.attributes else {}
-        stamp = scope_attributes(parent_ctx)
-        if stamp:
-            for key, value in stamp.items():
-                if key not in span_attributes:
-                    span_attributes[key] = value
-        now = time_ns()
-        self.processor.on_end(ReadableSpan(
-            name,
-            context,
-            parent,
-            tracer.resource,
-            span_attributes,
-            kind=SpanKind.INTERNAL,
-            start_time=now,
-            end_time=now,
-            instrumentation_scope=tracer._instrumentation_scope,
-        ))
-        return context
+        self.fast = FastPath(self.tracer, processor)
 
 
 _lock = threading.Lock()
 _client: _Client | None = None
+_last_processor: PhosphoSpanProcessor | None = None  # stats() after shutdown()
 _atexit_registered = False
 # task id -> span context of its task span, most recent last (bounded)
 _recent: dict[str, SpanContext] = {}
@@ -349,9 +268,8 @@ def init(
     logger.debug("phospho: exporting to %s over %s", settings.endpoint, settings.protocol)
 
 
-def _resolve_ids(
-    session_id: str | None, user_id: str | None
-) -> tuple[str | None, str | None, dict[str, Any] | None]:
+def _resolve_ids(session_id: str | None, user_id: str | None) -> tuple[str | None, str | None]:
+    """Check the given ids; fill the missing ones from the enclosing session scope."""
     _check_id("session_id", session_id)
     _check_id("user_id", user_id)
     scope = current_scope()
@@ -360,7 +278,7 @@ def _resolve_ids(
             session_id = scope.session_id
         if user_id is None:
             user_id = scope.user_id
-    return session_id, user_id, None
+    return session_id, user_id
 
 
 def task_attributes(
@@ -390,11 +308,11 @@ def task_attributes(
     if raw_input is None and not isinstance(input, str):
         raw_input = input
     if raw_input is not None:
-        attributes[PhosphoAttributes.RAW_INPUT] = to_json(raw_input)
+        attributes[PhosphoAttributes.RAW_INPUT] = raw_json(raw_input)
     if output is not None:
         attributes.update(output_attributes(output, raw_output))
     elif raw_output is not None:
-        attributes[PhosphoAttributes.RAW_OUTPUT] = to_json(raw_output)
+        attributes[PhosphoAttributes.RAW_OUTPUT] = raw_json(raw_output)
     if metadata:
         attributes.update(flatten_metadata(metadata))
     return attributes
@@ -410,7 +328,7 @@ def output_attributes(output: Any, raw_output: Any = None) -> dict[str, Any]:
     if raw_output is None and not isinstance(output, str):
         raw_output = output
     if raw_output is not None:
-        attributes[PhosphoAttributes.RAW_OUTPUT] = to_json(raw_output)
+        attributes[PhosphoAttributes.RAW_OUTPUT] = raw_json(raw_output)
     return attributes
 
 
@@ -459,7 +377,7 @@ def log(
     check_task_args(input, metadata, task_id, name)
     if task_id is None:
         task_id = new_task_id()
-    session_id, user_id, _ = _resolve_ids(session_id, user_id)
+    session_id, user_id = _resolve_ids(session_id, user_id)
     attributes = task_attributes(
         input,
         output=output,
@@ -471,10 +389,9 @@ def log(
         user_id=user_id,
     )
     client = _client
-    context = None
-    if client is not None:
-        context = client.record_instant(name or DEFAULT_TASK_NAME, attributes)
-    if context is None:
+    if client is not None and client.fast.usable(len(attributes)):
+        context = client.fast.instant(name or DEFAULT_TASK_NAME, attributes)
+    else:
         span = _tracer().start_span(name or DEFAULT_TASK_NAME, kind=SpanKind.INTERNAL,
                                     attributes=attributes)
         span.end()
@@ -511,7 +428,7 @@ def user_feedback(
         raise TypeError(f"source must be a non-empty str, got {source!r}")
     if metadata is not None and not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
-    session_id, user_id, _ = _resolve_ids(session_id, user_id)
+    session_id, user_id = _resolve_ids(session_id, user_id)
     attributes: dict[str, Any] = {
         _SPAN_TYPE: _FEEDBACK,
         _VERSION_KEY: SEMCONV_VERSION,
@@ -546,19 +463,22 @@ def flush(timeout_s: float = 10.0) -> bool:
 def shutdown(timeout_s: float = 10.0) -> None:
     """Flush (up to ``timeout_s``) and stop exporting. ``init()`` may be called again
     afterwards. Also runs at interpreter exit."""
-    global _client
+    global _client, _last_processor
     with _lock:
         client, _client = _client, None
     if client is not None:
+        _last_processor = client.processor
         client.processor.shutdown(timeout_s)
 
 
 def stats() -> ProcessorStats:
-    """Counters of the current export pipeline (zeros before ``init()``)."""
+    """Counters of the export pipeline since ``init()`` (after ``shutdown()``: its final
+    counters, until the next ``init()``; zeros before any ``init()``)."""
     client = _client
-    if client is None:
+    processor = client.processor if client is not None else _last_processor
+    if processor is None:
         return ProcessorStats(exported=0, dropped=0, failed=0, queued=0, retries=0, truncated=0)
-    return client.processor.stats()
+    return processor.stats()
 
 
 def current_settings() -> Settings | None:

@@ -127,6 +127,7 @@ class session:  # lower case: used like a function, ``with phospho.session(...)`
         _check_id("user_id", user_id)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
+        flatten_metadata(metadata)  # bad keys raise here, at the call site
         self._session_id = session_id
         self._user_id = user_id
         self._metadata = dict(metadata) if metadata else {}

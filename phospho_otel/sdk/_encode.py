@@ -105,22 +105,56 @@ def _key_value(key: str, value: Any) -> bytes:
     return _field(b"\x0a", key.encode("utf-8")) + _field(b"\x12", _any_value(value))
 
 
+_KV_CACHE: dict[tuple[Any, ...], bytes] = {}
+"""Encoded ``KeyValue`` fields (with their tag) for short scalar values: session ids,
+span types, MIME types, metadata... repeat across spans. Cleared when it grows large."""
+_KV_CACHE_MAX = 8192
+_CACHEABLE_STR = 128
+_KEY_CACHE: dict[str, bytes] = {}
+
+
+def _key_field(key: str) -> bytes:
+    encoded = _KEY_CACHE.get(key)
+    if encoded is None:
+        encoded = _field(b"\x0a", key.encode("utf-8"))
+        if len(_KEY_CACHE) < _KV_CACHE_MAX:
+            _KEY_CACHE[key] = encoded
+    return encoded
+
+
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]:
     """Repeated ``KeyValue`` fields; an attribute that cannot be encoded is skipped."""
     if not attributes:
         return []
     items = getattr(attributes, "_dict", attributes)  # BoundedAttributes keeps a dict
     out = []
+    cache = _KV_CACHE
     for key, value in items.items():
+        kind = type(value)
+        # floats are not cached: 0.0 == -0.0 (and NaN != NaN) as dict keys
+        cacheable = (kind is str and len(value) <= _CACHEABLE_STR) or kind is bool or (
+            kind is int
+        )
+        if cacheable:
+            cache_key = (tag, key, kind, value)
+            encoded = cache.get(cache_key)
+            if encoded is not None:
+                out.append(encoded)
+                continue
         try:
-            kv = _field(b"\x0a", key.encode("utf-8"))
-            if type(value) is str:  # the common case, inlined
+            if kind is str:
                 body = _field(b"\x0a", value.encode("utf-8"))
             else:
                 body = _any_value(value)
-            out.append(_field(tag, kv + _field(b"\x12", body)))
+            encoded = _field(tag, _key_field(key) + _field(b"\x12", body))
         except Exception as exc:
             logger.exception("Failed to encode key %s: %s", key, exc)
+            continue
+        out.append(encoded)
+        if cacheable:
+            if len(cache) >= _KV_CACHE_MAX:
+                cache.clear()
+            cache[cache_key] = encoded
     return out
 
 

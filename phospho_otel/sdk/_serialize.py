@@ -18,7 +18,8 @@ The JSON rule (``to_json``, also for raw payloads and odd metadata values): pyda
 models via ``model_dump()``, dataclasses via ``asdict``, sets and tuples as lists, bytes
 decoded as UTF-8, enums by value, datetimes/dates/UUIDs/paths as strings, other objects
 by their ``__dict__`` (public fields) or else ``repr()``; non-string keys become strings;
-cycles become ``"<cycle>"``. Non-ASCII text is kept as is.
+cycles become ``"<cycle>"``. Non-ASCII text is kept as is. A raw payload given as a
+string that already is JSON text (``raw_json``) is kept as is.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 from phospho_otel.semconv import MimeTypeValues, PhosphoAttributes
 
-__all__ = ["flatten_metadata", "to_json", "to_text"]
+__all__ = ["flatten_metadata", "raw_json", "to_json", "to_text"]
 
 TEXT = MimeTypeValues.TEXT.value
 JSON = MimeTypeValues.JSON.value
@@ -114,6 +115,18 @@ def to_json(value: Any) -> str:
         return _ENCODER.encode(_plain(value))
     except Exception:  # pragma: no cover - _plain returns JSON-compatible data
         return json.dumps(repr(value), ensure_ascii=False)
+
+
+def raw_json(value: Any) -> str:
+    """A raw payload as JSON text: a string that already is JSON text is kept as is
+    (e.g. ``json.dumps(request)``); any other value goes through ``to_json``."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+            return value
+        except ValueError:
+            pass
+    return to_json(value)
 
 
 def _get(obj: Any, name: str) -> Any:

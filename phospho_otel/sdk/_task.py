@@ -22,6 +22,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from phospho_otel.sdk import _client
 from phospho_otel.sdk._context import _check_id, current_scope, push_scope
+from phospho_otel.sdk._fastpath import TaskSpan
 from phospho_otel.sdk._serialize import flatten_metadata, to_text
 
 __all__ = ["TaskRun", "task"]
@@ -56,7 +57,11 @@ class TaskRun:
         """Record the task's output (text rule as in ``log()``)."""
         if output is None:
             raise ValueError("output must not be None")
-        self.span.set_attributes(_client.output_attributes(output, raw_output))
+        attributes = _client.output_attributes(output, raw_output)
+        if isinstance(self.span, TaskSpan):
+            self.span.set_own_attributes(attributes)
+        else:
+            self.span.set_attributes(attributes)
 
     def set_metadata(self, metadata: Mapping[str, Any]) -> None:
         """Add ``phospho.metadata.<k>`` attributes."""
@@ -126,9 +131,13 @@ class _TaskOptions:
             session_id=session_id,
             user_id=user_id,
         )
-        span = _client._tracer().start_span(
-            name, context=ctx, kind=SpanKind.INTERNAL, attributes=attributes
-        )
+        client = _client._client
+        if client is not None and client.fast.usable(len(attributes) + 4):
+            span: Span = client.fast.start(name, attributes, ctx)
+        else:
+            span = _client._tracer().start_span(
+                name, context=ctx, kind=SpanKind.INTERNAL, attributes=attributes
+            )
         _client._remember(task_id, span.get_span_context())
         run = TaskRun(task_id, session_id, user_id, span)
         run._token = otel_context.attach(trace.set_span_in_context(span, ctx))

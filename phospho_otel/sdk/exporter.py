@@ -116,14 +116,23 @@ class HttpTransport:
 
     def export(self, payload: bytes, timeout_s: float) -> ExportOutcome:
         body = gzip.compress(payload, compresslevel=1) if self._gzip else payload
-        try:
-            conn = self._connection(timeout_s)
-            conn.request("POST", self._path, body=body, headers=self._headers)
-            response = conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            return ExportOutcome(ok=False, retryable=True, message=f"{type(exc).__name__}: {exc}")
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            try:
+                conn = self._connection(timeout_s)
+                conn.request("POST", self._path, body=body, headers=self._headers)
+                response = conn.getresponse()
+                data = response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                stale = isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError,
+                                         ConnectionResetError))
+                if attempt == 1 and reused and stale:
+                    continue  # the receiver closed an idle kept-alive connection
+                return ExportOutcome(
+                    ok=False, retryable=True, message=f"{type(exc).__name__}: {exc}"
+                )
         if 200 <= response.status < 300:
             return _partial(data)
         message = f"HTTP {response.status}: {data[:200].decode('utf-8', 'replace')}"
@@ -143,6 +152,10 @@ class HttpTransport:
             self._conn.close()
             self._conn = None
 
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's connection (open a new one)."""
+        self._conn = None
+
 
 class GrpcTransport:
     """OTLP/gRPC, sending pre-encoded bytes (no protobuf object is built)."""
@@ -154,7 +167,13 @@ class GrpcTransport:
         target = f"{parts.hostname}:{parts.port}"
         if ":" in (parts.hostname or ""):
             target = f"[{parts.hostname}]:{parts.port}"
-        options = [("grpc.max_send_message_length", -1)]
+        options = [
+            ("grpc.max_send_message_length", -1),
+            # reconnect quickly after an outage (grpc's default backoff grows to 120 s)
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+        ]
         if parts.scheme == "https":
             self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(), options)
         else:

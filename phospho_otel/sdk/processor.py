@@ -18,6 +18,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -141,7 +142,14 @@ class PhosphoSpanProcessor(SpanProcessor):
         self._abort = threading.Event()  # set when shutdown gives up: stop retrying
         self._start_worker()
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
+            weak_self = weakref.ref(self)
+
+            def after_in_child() -> None:
+                processor = weak_self()
+                if processor is not None:
+                    processor._after_fork()
+
+            os.register_at_fork(after_in_child=after_in_child)
 
     def _start_worker(self) -> None:
         self._wake = threading.Event()
@@ -155,7 +163,11 @@ class PhosphoSpanProcessor(SpanProcessor):
         # The worker thread does not survive fork(); spans queued by the parent are the
         # parent's to send, so the child starts empty.
         self._queue.clear()
+        self._inflight = 0
         self._drop_lock = threading.Lock()
+        after_fork = getattr(self._transport, "after_fork", None)
+        if after_fork is not None:
+            after_fork()
         if not self._shutdown:
             self._start_worker()
 
@@ -274,10 +286,10 @@ class PhosphoSpanProcessor(SpanProcessor):
             if self._abort.wait(delay):
                 self._failed += count
                 return
-            self._report_drops()
 
     def _report_drops(self) -> None:
-        """One warning per episode of drops (queue full), with the count."""
+        """One warning per episode of drops, with the count. An episode ends when the
+        export thread makes room in the queue again (or at shutdown)."""
         if not self._episode_drops:
             return
         with self._drop_lock:

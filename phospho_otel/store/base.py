@@ -1,7 +1,7 @@
 """The narrow interface every store backend offers (SQLite today, a server later).
 
-Threading contract: ``write``/``write_many`` are called from one writer thread only (the
-``Ingestor``'s); ``reader`` and ``counters`` from any thread.
+Threading contract: ``write``/``write_many``/``write_extracted`` are called from one
+writer thread only (the ``Ingestor``'s); ``reader`` and ``counters`` from any thread.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Protocol, runtime_checkable
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
+
+from phospho_otel.aggregator.extract import Extraction
 
 __all__ = ["Store", "WriteResult"]
 
@@ -50,6 +52,11 @@ class Store(Protocol):
 
     def write_many(self, requests: Sequence[ExportTraceServiceRequest]) -> list[WriteResult]:
         """Store several requests in one durable transaction (group commit)."""
+        ...
+
+    def write_extracted(self, extractions: Sequence[Extraction]) -> list[WriteResult]:
+        """Store requests already passed through ``aggregator.extract`` (one transaction),
+        so that the CPU-bound extraction can run outside the writer thread."""
         ...
 
     def reader(self) -> AbstractContextManager[sqlite3.Connection]:

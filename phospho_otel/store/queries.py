@@ -552,6 +552,15 @@ def _quantile_ns(
     return values[0] + (values[1] - values[0]) * (pos - lo)
 
 
+def _flagged_index(conn: sqlite3.Connection) -> str:
+    """``INDEXED BY tasks_flagged`` when the file has that index (the planner would pick
+    the primary key instead, reading whole task rows)."""
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'tasks_flagged'"
+    ).fetchone()
+    return "INDEXED BY tasks_flagged" if row else ""
+
+
 def session_insights(
     conn: sqlite3.Connection,
     *,
@@ -593,21 +602,30 @@ def session_insights(
     join_where = " AND ".join(f"s.{w}" for w in where)
     join_clause = f" WHERE {join_where}" if where else ""
     groups: dict[tuple[str | None, str | None], dict[str, Any]] = {}
-    for flag, status, last_input, count in conn.execute(
-        "SELECT t.flag, s.last_status, s.last_input, count(*) AS c"
-        " FROM sessions s LEFT JOIN tasks t ON t.task_id = s.last_task_id"
-        f"{join_clause} GROUP BY t.flag, s.last_status, s.last_input"
-        " ORDER BY c DESC, s.last_input",
-        params,
+    # Top inputs per (flag, status) group in SQL: real last inputs are mostly distinct, so
+    # only the top rows of each group come back to Python.
+    for flag, status, last_input, count, group_total in conn.execute(
+        # The last task's flag is looked up only in sessions with some feedback at all,
+        # in the small covering index of flagged tasks.
+        "WITH g AS (SELECT CASE WHEN s.success_count + s.failure_count > 0 THEN"
+        f" (SELECT t.flag FROM tasks t {_flagged_index(conn)} WHERE t.task_id = s.last_task_id"
+        " AND t.flag IS NOT NULL) END AS flag,"
+        " s.last_status AS status, s.last_input AS input, count(*) AS c FROM sessions s"
+        f"{join_clause} GROUP BY 1, 2, 3),"
+        " r AS (SELECT flag, status, input, c,"
+        " row_number() OVER (PARTITION BY flag, status ORDER BY c DESC, input) AS rn,"
+        " sum(c) OVER (PARTITION BY flag, status) AS total FROM g)"
+        " SELECT flag, status, input, c, total FROM r WHERE rn <= ? ORDER BY total DESC, rn",
+        [*params, top_inputs],
     ):
         group = groups.setdefault(
-            (flag, status), {"flag": flag, "status": status, "sessions": 0, "top_inputs": []}
+            (flag, status),
+            {"flag": flag, "status": status, "sessions": group_total, "top_inputs": []},
         )
-        group["sessions"] += count
-        if len(group["top_inputs"]) < top_inputs:
-            group["top_inputs"].append({"input": last_input, "sessions": count})
-    endings = sorted(groups.values(), key=lambda g: (-g["sessions"], str(g["flag"]),
-                                                     str(g["status"])))
+        group["top_inputs"].append({"input": last_input, "sessions": count})
+    endings = sorted(
+        groups.values(), key=lambda g: (-g["sessions"], str(g["flag"]), str(g["status"]))
+    )
     return {
         "session_count": n,
         "task_count": int(task_sum),

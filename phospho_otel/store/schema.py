@@ -92,6 +92,8 @@ CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks(session_id, start_ns, task_
     WHERE session_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_by_user ON tasks(user_id, start_ns);
 CREATE INDEX IF NOT EXISTS tasks_by_start ON tasks(start_ns);
+-- flags of sessions' last tasks (session insights: what ends sessions); only flagged tasks
+CREATE INDEX IF NOT EXISTS tasks_flagged ON tasks(task_id, flag) WHERE flag IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS feedback (
     trace_id BLOB NOT NULL,

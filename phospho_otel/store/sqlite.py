@@ -54,41 +54,85 @@ from phospho_otel.aggregator.extract import (
 from phospho_otel.store import schema
 from phospho_otel.store.base import WriteResult
 
-__all__ = ["SQLiteStore"]
+__all__ = ["CHECKPOINT_WAL_BYTES", "MAX_WAL_BYTES", "SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 500
+_CHUNK = 2000
 """Ids per ``IN (...)`` lookup (SQLite allows 32766 variables; small chunks stay fast)."""
 
-_INSERT_SPAN = (
+_BULK_SIZES = (2048, 512, 128, 32, 8, 1)
+"""Rows per multi-row statement; a batch is cut greedily into these sizes, so that only
+a few distinct statements exist (and stay in the statement cache)."""
+
+
+class _BulkInsert:
+    """``INSERT ... VALUES (...), (...), ... [tail]`` over many rows per statement.
+
+    One statement per up to 2048 rows instead of one per row (``executemany``): the
+    sqlite3 module releases the GIL around each statement step and the writer must win
+    it back, which, with other threads busy in Python (receivers, extraction), costs up
+    to the interpreter's switch interval per step. Per batch this is a handful of waits,
+    not one per row.
+    """
+
+    def __init__(self, head: str, columns: int, tail: str = "") -> None:
+        self.head = head
+        self.columns = columns
+        self.tail = tail
+        self.row = "(" + ",".join("?" * columns) + ")"
+        self.single = f"{head} VALUES {self.row} {tail}"
+        self._sql: dict[int, str] = {}
+
+    def _statement(self, size: int) -> str:
+        sql = self._sql.get(size)
+        if sql is None:
+            sql = self._sql[size] = f"{self.head} VALUES {','.join([self.row] * size)} {self.tail}"
+        return sql
+
+    def run(self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
+        """Insert the rows; returns the number of rows changed."""
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        changed = 0
+        start, total = 0, len(rows)
+        for size in _BULK_SIZES:
+            if size * self.columns > limit:
+                continue
+            while total - start >= size:
+                chunk = rows[start : start + size]
+                params = [value for row in chunk for value in row]
+                changed += conn.execute(self._statement(size), params).rowcount
+                start += size
+        return changed
+
+
+_INSERT_SPAN = _BulkInsert(
     "INSERT OR IGNORE INTO spans (origin_id, trace_id, span_id, parent_span_id, "
-    "service_name, name, kind, start_ns, end_ns, status_code, session_id, user_id, span) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "service_name, name, kind, start_ns, end_ns, status_code, session_id, user_id, span)",
+    13,
 )
-_INSERT_FEEDBACK = (
-    "INSERT OR IGNORE INTO feedback (trace_id, span_id, task_id, flag, notes, source, time_ns) "
-    "VALUES (?,?,?,?,?,?,?)"
+_INSERT_FEEDBACK = _BulkInsert(
+    "INSERT OR IGNORE INTO feedback (trace_id, span_id, task_id, flag, notes, source, time_ns)",
+    7,
 )
 _TASK_COLUMNS = (
     "task_id, trace_id, span_id, session_id, user_id, name, service_name, convention, "
     "input, output, raw_input, raw_output, metadata, start_ns, end_ns, status"
 )
-_INSERT_TASK = (
-    f"INSERT INTO tasks ({_TASK_COLUMNS}, flag, flag_time_ns, notes, flag_source) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT_TASK = _BulkInsert(
+    f"INSERT INTO tasks ({_TASK_COLUMNS}, flag, flag_time_ns, notes, flag_source)", 20
 )
 _REPLACE_TASK = (
     "UPDATE tasks SET trace_id=?, span_id=?, session_id=?, user_id=?, name=?, "
     "service_name=?, convention=?, input=?, output=?, raw_input=?, raw_output=?, "
     "metadata=?, start_ns=?, end_ns=?, status=? WHERE task_id=?"
 )
-_MERGE_SESSION = """
+_MERGE_SESSION_HEAD = """
 INSERT INTO sessions (session_id, user_id, task_count, start_ns, end_ns,
     first_task_id, first_start_ns, first_input,
     last_task_id, last_start_ns, last_input, last_output, last_status,
-    success_count, failure_count, error_count)
-VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+    success_count, failure_count, error_count)"""
+_MERGE_SESSION_TAIL = """
 ON CONFLICT(session_id) DO UPDATE SET
     user_id = coalesce(min(user_id, excluded.user_id), user_id, excluded.user_id),
     task_count = task_count + excluded.task_count,
@@ -122,10 +166,11 @@ ON CONFLICT(session_id) DO UPDATE SET
     failure_count = failure_count + excluded.failure_count,
     error_count = error_count + excluded.error_count
 """
-_MERGE_USER = """
+_MERGE_SESSION = _BulkInsert(_MERGE_SESSION_HEAD, 16, _MERGE_SESSION_TAIL)
+_MERGE_USER_HEAD = """
 INSERT INTO users (user_id, task_count, session_count, first_seen_ns, last_seen_ns,
-    success_count, failure_count, error_count)
-VALUES (?,?,?,?,?,?,?,?)
+    success_count, failure_count, error_count)"""
+_MERGE_USER_TAIL = """
 ON CONFLICT(user_id) DO UPDATE SET
     task_count = task_count + excluded.task_count,
     session_count = session_count + excluded.session_count,
@@ -137,6 +182,7 @@ ON CONFLICT(user_id) DO UPDATE SET
     failure_count = failure_count + excluded.failure_count,
     error_count = error_count + excluded.error_count
 """
+_MERGE_USER = _BulkInsert(_MERGE_USER_HEAD, 8, _MERGE_USER_TAIL)
 _FLAG_DELTA_SESSION = (
     "UPDATE sessions SET success_count = success_count + ?, failure_count = failure_count + ? "
     "WHERE session_id = ?"
@@ -145,6 +191,11 @@ _FLAG_DELTA_USER = (
     "UPDATE users SET success_count = success_count + ?, failure_count = failure_count + ? "
     "WHERE user_id = ?"
 )
+CHECKPOINT_WAL_BYTES = 32 * 1024 * 1024
+"""The background checkpointer copies the WAL into the database once it is this large."""
+MAX_WAL_BYTES = 8 * CHECKPOINT_WAL_BYTES
+"""Past this size the writer itself checkpoints the WAL to its end, so it restarts."""
+
 _ADD_COUNTER = (
     "INSERT INTO counters (name, value) VALUES (?, ?) "
     "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value"
@@ -209,9 +260,18 @@ class SQLiteStore:
         path: the SQLite file, created if missing.
         synchronous: ``FULL`` (default: durable across power loss) or ``NORMAL``
             (durable across a killed process only; faster).
+        background_checkpoint: copy the WAL into the database from a background thread
+            (its own connection; SQLite runs it without the GIL) instead of inside the
+            writer's commits.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        background_checkpoint: bool = True,
+    ) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = os.fspath(path)
@@ -236,6 +296,15 @@ class SQLiteStore:
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self._checkpoint_wanted = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if background_checkpoint and self.path != ":memory:":
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            conn.execute(f"PRAGMA journal_size_limit={CHECKPOINT_WAL_BYTES * 4}")
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="phospho-store-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
 
     # -- reading -----------------------------------------------------------------------
 
@@ -279,6 +348,9 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
+        if self._checkpointer is not None:
+            self._checkpoint_wanted.set()
+            self._checkpointer.join(30)
         with self._write_lock:
             self._conn.close()
         with self._readers_lock:
@@ -292,12 +364,16 @@ class SQLiteStore:
 
     def write(self, request: ExportTraceServiceRequest) -> WriteResult:
         """Store one export request in one transaction; durable when it returns."""
-        return self.write_many([request])[0]
+        return self.write_extracted([extract(request)])[0]
 
     def write_many(self, requests: Sequence[ExportTraceServiceRequest]) -> list[WriteResult]:
-        """Store several export requests in one transaction (group commit); durable when
-        it returns. All or nothing: on an error nothing is written and it is raised."""
-        extractions = [extract(request) for request in requests]
+        """Store several export requests in one transaction (group commit)."""
+        return self.write_extracted([extract(request) for request in requests])
+
+    def write_extracted(self, extractions: Sequence[Extraction]) -> list[WriteResult]:
+        """Store already extracted requests (``aggregator.extract``) in one transaction;
+        durable when it returns. All or nothing: on an error nothing is written and the
+        error is raised."""
         with self._write_lock:
             if self._closed:
                 raise RuntimeError("store is closed")
@@ -313,7 +389,46 @@ class SQLiteStore:
                     conn.execute("ROLLBACK")
                 self._origin_ids.clear()
                 raise
+        if self._checkpointer is not None:
+            self._checkpoint_wanted.set()
+            self._bound_wal()
         return results
+
+    def _bound_wal(self) -> None:
+        """Under sustained writes a passive checkpoint never catches up with the end of
+        the WAL, so the WAL is never restarted; past ``MAX_WAL_BYTES`` the writer
+        checkpoints it to the end itself (RESTART), so that it starts over."""
+        try:
+            size = os.path.getsize(self.path + "-wal")
+        except OSError:
+            return
+        if size > MAX_WAL_BYTES:
+            with self._write_lock:
+                if not self._closed:
+                    busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                    if busy:
+                        logger.warning("WAL checkpoint blocked by readers (WAL %d bytes)", size)
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the WAL back into the database in the background, off the writer's path."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=10000")
+        wal = self.path + "-wal"
+        try:
+            while not self._closed:
+                self._checkpoint_wanted.wait(1.0)
+                self._checkpoint_wanted.clear()
+                try:
+                    if os.path.getsize(wal) < CHECKPOINT_WAL_BYTES:
+                        continue
+                except OSError:
+                    continue
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:
+                    logger.warning("background WAL checkpoint failed: %s", exc)
+        finally:
+            conn.close()
 
     def _origin_id(self, conn: sqlite3.Connection, origin: Origin) -> int:
         origin_id = self._origin_ids.get(origin.hash)
@@ -344,7 +459,7 @@ class SQLiteStore:
         if not rows:
             return 0, None
         conn.execute("SAVEPOINT spans")
-        inserted = conn.executemany(_INSERT_SPAN, rows).rowcount
+        inserted = _INSERT_SPAN.run(conn, rows)
         if inserted == len(rows):
             conn.execute("RELEASE spans")
             return inserted, None
@@ -353,7 +468,7 @@ class SQLiteStore:
         conn.execute("RELEASE spans")
         new_keys: set[tuple[bytes, bytes]] = set()
         for row in rows:
-            if conn.execute(_INSERT_SPAN, row).rowcount:
+            if conn.execute(_INSERT_SPAN.single, row).rowcount:
                 new_keys.add((row[1], row[2]))
         return len(new_keys), new_keys
 
@@ -371,7 +486,7 @@ class SQLiteStore:
             tasks = [t for t in tasks if (t.trace_id, t.span_id) in new_keys]
             feedback = [f for f in feedback if (f.trace_id, f.span_id) in new_keys]
         if feedback:
-            conn.executemany(_INSERT_FEEDBACK, feedback)
+            _INSERT_FEEDBACK.run(conn, feedback)
         updates = _Updates()
         inserted_ids = self._apply_tasks(conn, tasks, updates, counters)
         if feedback:
@@ -469,7 +584,7 @@ class SQLiteStore:
                 rows.append((*task, None, None, None, None))
             else:
                 rows.append((*task, *fb))
-        conn.executemany(_INSERT_TASK, rows)
+        _INSERT_TASK.run(conn, rows)
         self._merge_rollups(conn, new_tasks, flags)
         return {t.task_id for t in new_tasks}
 
@@ -582,10 +697,10 @@ class SQLiteStore:
                         s.error,
                     )
                 )
-            conn.executemany(_MERGE_SESSION, rows)
+            _MERGE_SESSION.run(conn, rows)
         if users:
-            conn.executemany(
-                _MERGE_USER,
+            _MERGE_USER.run(
+                conn,
                 [
                     (
                         user_id,

@@ -396,6 +396,9 @@ class TestBadSpans:
     def test_write_many_is_one_transaction(self, store: SQLiteStore) -> None:
         """write_many returns one result per request, in order."""
         results = store.write_many(
-            [make_request([task_span("a")]), make_request([task_span("a"), task_span("b")])]
+            [
+                make_request([task_span("a")]),
+                make_request([task_span("a", end_ns=BASE_NS + 1), task_span("b")]),
+            ]
         )
         assert [(r.tasks_new, r.tasks_updated) for r in results] == [(1, 0), (1, 0)]

@@ -7,19 +7,13 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.util._once import Once
 
 import phospho_otel
+from phospho_otel.sdk import testing
+
 from .otlp_sink import OtlpSink
-
-
-def reset_global_tracer_provider() -> None:
-    """Undo ``trace.set_tracer_provider`` (OpenTelemetry allows it once per process)."""
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
-    trace._TRACER_PROVIDER = None
 
 
 @pytest.fixture(autouse=True)
@@ -29,8 +23,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith(("OTEL_", "PHOSPHO_")):
             monkeypatch.delenv(name)
     yield
-    phospho_otel.shutdown(timeout_s=2)
-    reset_global_tracer_provider()
+    testing.reset()
 
 
 @pytest.fixture

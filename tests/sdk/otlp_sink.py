@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from phospho_otel.rotel import free_port, wait_for_port
+from phospho_otel.rotel import wait_for_port
 
 __all__ = ["CapturedSpan", "OtlpSink", "attributes_of", "value_of"]
 
@@ -89,8 +89,8 @@ class OtlpSink:
 
     def __init__(self, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self.max_message_bytes = max_message_bytes
-        self.grpc_port = free_port()
-        self.http_port = free_port()
+        self.grpc_port = 0  # bound on first start (port 0: no race), kept for restarts
+        self.http_port = 0
         self.requests: list[ExportTraceServiceRequest] = []
         self.request_bytes: list[bytes] = []
         self.headers: list[dict[str, str]] = []
@@ -188,7 +188,7 @@ class OtlpSink:
         sink = self
 
         class Servicer(trace_service_pb2_grpc.TraceServiceServicer):
-            def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+            def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
                 if sink._take_failure():
                     context.abort(grpc.StatusCode.UNAVAILABLE, "told to fail")
                 headers = {k: v for k, v in context.invocation_metadata()}
@@ -202,7 +202,9 @@ class OtlpSink:
             ],
         )
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), server)
-        server.add_insecure_port(f"127.0.0.1:{self.grpc_port}")
+        self.grpc_port = server.add_insecure_port(f"127.0.0.1:{self.grpc_port}")
+        if not self.grpc_port:
+            raise RuntimeError("could not bind the gRPC capture port")
         server.start()
         self._grpc = server
 
@@ -222,7 +224,7 @@ class OtlpSink:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
                 if self.path != "/v1/traces":
@@ -249,6 +251,7 @@ class OtlpSink:
 
         ThreadingHTTPServer.allow_reuse_address = True
         self._http = ThreadingHTTPServer(("127.0.0.1", self.http_port), Handler)
+        self.http_port = self._http.server_address[1]
         self._http.daemon_threads = True
         self._http_thread = threading.Thread(
             target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -122,7 +122,11 @@ class TestTextRule:
         t2 = phospho.log({"messages": [Model(role="user", content="via pydantic")]},
                          {"answer": Point(1, 2), "odd": Odd(), "set": {3}})
         t3 = phospho.log(12, b"bytes out")
-        spans = sink.wait_for(3)
+        t4 = phospho.log("q", raw_input=json.dumps({"model": "m"}), raw_output="plain text")
+        spans = sink.wait_for(4)
+        s4 = only(spans, **{"phospho.task.id": t4.task_id}).attributes
+        assert s4["phospho.raw_input"] == '{"model": "m"}'  # JSON text kept as is
+        assert s4["phospho.raw_output"] == '"plain text"'  # other strings JSON-encoded
         s1 = only(spans, **{"phospho.task.id": t1.task_id}).attributes
         assert (s1["input.value"], s1["input.mime_type"]) == ("last", "text/plain")
         assert (s1["output.value"], s1["output.mime_type"]) == ("hi!", "text/plain")
@@ -193,7 +197,7 @@ class TestSessionAndTask:
         assert inside.name == "retrieval" and inside.scope_name == "third.party"
         assert inside.attributes == {"session.id": s.session_id, "user.id": "roger@gmail.com",
                                      "phospho.metadata.plan": "pro"}
-        outside = [sp for sp in spans if sp.name == "outside"][0]
+        outside = next(sp for sp in spans if sp.name == "outside")
         assert outside.attributes == {}
         assert len(s.session_id) == 32
 
@@ -223,7 +227,7 @@ class TestSessionAndTask:
             "phospho.metadata.k": 3,
         }
         assert task_span.name == "task"
-        child = [sp for sp in spans if sp.name == "retrieve"][0]
+        child = next(sp for sp in spans if sp.name == "retrieve")
         assert child.parent_span_id == task_span.span_id
         assert child.trace_id == task_span.trace_id
         assert child.attributes["session.id"] == s.session_id
@@ -316,11 +320,11 @@ class TestDecorator:
         assert json.loads(b["input.value"]) == {"question": "q", "temperature": 0.5}
         assert json.loads(b["output.value"]) == {"a": "q"}
         assert b["phospho.metadata.v"] == 2
-        g = [s for s in spans if s.name.endswith("stream") and "astream" not in s.name][0]
+        g = next(s for s in spans if s.name.endswith("stream") and "astream" not in s.name)
         assert (g.attributes["input.value"], g.attributes["output.value"]) == ("3", "c0 c1 c2 ")
-        ag = [s for s in spans if s.name.endswith("astream")][0]
+        ag = next(s for s in spans if s.name.endswith("astream"))
         assert ag.attributes["output.value"] == "ab"
-        br = [s for s in spans if s.name.endswith("broken")][0]
+        br = next(s for s in spans if s.name.endswith("broken"))
         assert br.span.status.code == Status.STATUS_CODE_ERROR
 
     def test_async_session_and_concurrency(self, sink: OtlpSink,
@@ -465,3 +469,31 @@ class TestInit:
         settings = current_settings()
         assert settings is not None
         assert (settings.max_queue_size, settings.protocol) == (100_000, "http/protobuf")
+
+
+class TestAttach:
+    """init() attaches to an app's existing SDK provider instead of replacing it."""
+
+    def test_attaches_to_global_provider(self, sink: OtlpSink) -> None:
+        """The app's own processor keeps working and sees our spans; ours exports them."""
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        app_provider = TracerProvider(resource=Resource.create({"service.name": "app"}))
+        memory = InMemorySpanExporter()
+        app_provider.add_span_processor(SimpleSpanProcessor(memory))
+        trace.set_tracer_provider(app_provider)
+        phospho.init(endpoint=sink.http_endpoint, schedule_delay_s=0.02)
+        assert trace.get_tracer_provider() is app_provider
+        with phospho.session(user_id="u"):
+            logged = phospho.log("hello")
+            with trace.get_tracer("app").start_as_current_span("app-span"):
+                pass
+        spans = sink.wait_for(2)
+        assert {s.resource["service.name"] for s in spans} == {"app"}
+        assert {s.name for s in memory.get_finished_spans()} == {"task", "app-span"}
+        task_span = only(spans, **{"phospho.task.id": logged.task_id})
+        assert task_span.attributes["user.id"] == "u"

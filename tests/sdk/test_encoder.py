@@ -102,6 +102,16 @@ class TestByteIdentity:
         ]
         assert encode_request(spans) == stock(spans)
 
+    def test_cached_values_keep_their_type(self) -> None:
+        """Values equal as dict keys but encoded differently (1, True, 1.0; 0.0 and -0.0;
+        NaN) come out as the stock encoder writes them, whatever came first."""
+        ctx = SpanContext(1, 2, is_remote=False)
+        values = [1, True, 1.0, 0.0, -0.0, float("nan"), 0, False, "1", -0.0, 0.0, True, 1]
+        spans = [ReadableSpan("s", ctx, attributes={"k": v}, resource=Resource({}))
+                 for v in values]
+        assert encode_request(spans) == stock(spans)
+        assert encode_request(spans[::-1]) == stock(spans[::-1])
+
     def test_phospho_task_spans_and_split_requests(self) -> None:
         """SDK-made task spans; split requests decode back to every span, in order."""
         import phospho_otel as phospho

@@ -4,6 +4,7 @@ outages, never blocking the app."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -135,14 +136,46 @@ class TestQueue:
             phospho.log(f"x{i}")
         started = time.monotonic()
         assert not phospho.flush(0.2)
-        from phospho_otel.sdk import _client
-
-        client = _client._client
-        assert client is not None
         phospho.shutdown(timeout_s=0.3)
         assert time.monotonic() - started < 5
-        stats = client.processor.stats()
+        stats = phospho.stats()  # the final counters, after shutdown
         assert stats.exported == 0 and stats.dropped + stats.failed == 20
+
+    def test_receiver_restart_reconnects_quietly(
+        self, sink: OtlpSink, start_sdk: Callable[..., TracerProvider]
+    ) -> None:
+        """A kept-alive connection the receiver closed is replaced at once, not retried
+        with backoff."""
+        start_sdk()
+        phospho.log("before")
+        assert phospho.flush(5)
+        sink.stop()
+        sink.start()
+        phospho.log("after")
+        assert phospho.flush(5)
+        assert sink.span_count() == 2 and phospho.stats().retries == 0
+
+    def test_forked_child_exports_its_own_spans(
+        self, sink: OtlpSink, start_sdk: Callable[..., TracerProvider]
+    ) -> None:
+        """After fork() the child gets a new export thread and connection."""
+        start_sdk()
+        phospho.log("parent")
+        assert phospho.flush(5)
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                phospho.log("child")
+                code = 0 if phospho.flush(5) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        phospho.log("parent again")
+        assert phospho.flush(5)
+        values = sorted(s.attributes["input.value"] for s in sink.wait_for(3))
+        assert values == ["child", "parent", "parent again"]
 
     def test_processor_arguments(self) -> None:
         """Bad processor arguments raise ValueError."""

@@ -54,7 +54,7 @@ class TestThroughRotel:
         assert len(spans) == 2021
         tasks = [s for s in spans if s.attributes.get("phospho.span.type") == "task"]
         assert sorted(s.attributes["phospho.task.id"] for s in tasks) == sorted(ids)
-        last = [s for s in tasks if s.attributes["input.value"] == "q19-99"][0]
+        last = next(s for s in tasks if s.attributes["input.value"] == "q19-99")
         assert last.attributes == {
             "phospho.span.type": "task",
             "phospho.semconv.version": SEMCONV_VERSION,

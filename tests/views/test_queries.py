@@ -233,3 +233,10 @@ class TestOrderIndependence:
                 ))
             store.close()
         assert outputs[0] == outputs[1]
+
+    def test_without_flagged_index(self, db_path: Path) -> None:
+        """A file made before the tasks_flagged index gives the same insights."""
+        with sqlite3.connect(db_path) as c:
+            before = queries.session_insights(c)
+            c.execute("DROP INDEX tasks_flagged")
+            assert queries.session_insights(c) == before
