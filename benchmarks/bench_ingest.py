@@ -88,7 +88,7 @@ def serve(db: str) -> None:
     from phospho_otel.receiver.ingest import Ingestor
     from phospho_otel.store.sqlite import SQLiteStore
 
-    store = SQLiteStore(db)
+    store = SQLiteStore(db, synchronous=os.environ.get("BENCH_SYNCHRONOUS", "FULL"))
     ingestor = Ingestor(store)
     _, grpc_port = start_grpc_server(
         ingestor, host="127.0.0.1", port=0, token=None, max_message_bytes=256 << 20
@@ -116,7 +116,7 @@ class Server:
 
     def __init__(self, db: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, *( ["/tmp/serve_dbg.py", str(db)] if os.environ.get("BENCH_DEBUG") else [__file__, "--serve", str(db)])],
+            [sys.executable, __file__, "--serve", str(db)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -12,6 +12,9 @@ The aggregator then serves that file (``AggregatorServer``, real HTTP on 127.0.0
 endpoint is requested ``--requests`` times with varying ids / pages over one keep-alive
 connection. Baseline measured in the same run: ``GET /healthz`` (HTTP + framework cost with
 no query); ratios are p95(endpoint) / p95(healthz).
+
+Insight results are cached until the next write to the store; the two "cold" rows defeat
+the cache to show what the first request after a write costs.
 """
 
 from __future__ import annotations
@@ -268,16 +271,20 @@ def main(argv: list[str] | None = None) -> int:
         conn.close()
     base = results[0][2]
     print(
-        f"\n{'endpoint':48} {'p50 ms':>8} {'p95 ms':>8} {'x base':>8}  target p95 <= "
+        f"{'endpoint':48} {'p50 ms':>8} {'p95 ms':>8} {'x base':>8}  target p95 <= "
         f"{TARGET_MS:.0f} ms"
     )
-    worst = 0.0
+    worst = {"served": 0.0, "cold": 0.0}
     for name, p50, p95 in results:
         ok = "" if name.startswith("GET /healthz") else ("ok" if p95 <= TARGET_MS else "SLOW")
         print(f"{name:48} {p50:8.2f} {p95:8.2f} {p95 / base:8.1f}  {ok}")
         if not name.startswith("GET /healthz"):
-            worst = max(worst, p95)
-    print(f"\nworst p95: {worst:.1f} ms ({'within' if worst <= TARGET_MS else 'OVER'} target)")
+            kind = "cold" if "cold" in name else "served"
+            worst[kind] = max(worst[kind], p95)
+    for kind, label in (("served", "every endpoint as served"),
+                        ("cold", "insights recomputed (first request after a write)")):
+        verdict = "within" if worst[kind] <= TARGET_MS else "OVER"
+        print(f"worst p95, {label}: {worst[kind]:.1f} ms ({verdict} target)")
     tmp.cleanup()
     return 0
 

@@ -28,6 +28,7 @@ from phospho_otel.api import views
 from phospho_otel.api.errors import error_response, exception_handlers
 from phospho_otel.api.jaeger import jaeger_routes
 from phospho_otel.api.openapi import openapi_document
+from phospho_otel.receiver.http import otlp_traces_endpoint
 from phospho_otel.server_settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -67,11 +68,11 @@ class BearerAuthMiddleware:
         await response(scope, receive, send)
 
 
-def _healthz(request: Request) -> Response:
+async def _healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def _openapi(request: Request) -> Response:
+async def _openapi(request: Request) -> Response:
     return JSONResponse(openapi_document())
 
 
@@ -81,8 +82,6 @@ def _jaeger_mount(store: SQLiteStore, settings: ServerSettings) -> list[BaseRout
 
 def create_app(store: SQLiteStore, ingestor: Ingestor, settings: ServerSettings) -> Starlette:
     """The Starlette app serving ``store`` and feeding ``ingestor``; see the module doc."""
-    from phospho_otel.receiver.http import otlp_traces_endpoint
-
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz, methods=["GET"]),
         Route(

@@ -24,7 +24,8 @@ _USER_PARAM = _param("user_id", "query", "only this user's items", {"type": "str
 _ORDER = _param("order", "query", "sort direction", {"enum": ["asc", "desc"], "default": "desc"})
 _LIMIT = _param("limit", "query", "page size", {"type": "integer", "minimum": 1,
                                                 "maximum": 1000, "default": 50})
-_OFFSET = _param("offset", "query", "rows to skip", {"type": "integer", "minimum": 0})
+_OFFSET = _param("offset", "query", "rows to skip (deeper pages: use cursor)",
+                 {"type": "integer", "minimum": 0, "maximum": 10_000})
 _CURSOR = _param("cursor", "query", "next_cursor of the previous page (instead of offset)",
                  {"type": "string"})
 _TOP = _param("top", "query", "how many top items to list", {"type": "integer", "minimum": 1,

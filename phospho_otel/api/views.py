@@ -28,10 +28,12 @@ from phospho_otel.store.queries import InvalidQuery, Page
 if TYPE_CHECKING:
     from phospho_otel.store.sqlite import SQLiteStore
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "view_routes"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "MAX_OFFSET", "view_routes"]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
+MAX_OFFSET = 10_000
+"""Deeper pages go by ``cursor``: an offset costs a scan of the rows it skips."""
 
 _PAGE_PARAMS = ("sort", "order", "limit", "offset", "cursor")
 _RANGE_PARAMS = ("from", "to")
@@ -63,7 +65,8 @@ class _Params:
         except ValueError:
             raise BadRequest(f"{name}: not an integer: {raw!r}") from None
         if not lo <= value <= hi:
-            raise BadRequest(f"{name}: must be between {lo} and {hi}, got {value}")
+            hint = "; page further with cursor" if name == "offset" and value > hi else ""
+            raise BadRequest(f"{name}: must be between {lo} and {hi}, got {value}{hint}")
         return value
 
     def time_ns(self, name: str) -> int | None:
@@ -89,7 +92,7 @@ class _Params:
         if order not in ("asc", "desc"):
             raise BadRequest(f"order: must be asc or desc, got {order!r}")
         limit = self.integer("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        offset = self.integer("offset", 0, 0, 10_000_000)
+        offset = self.integer("offset", 0, 0, MAX_OFFSET)
         raw_cursor = self.text("cursor")
         cursor = None
         if raw_cursor is not None:
@@ -180,7 +183,7 @@ def view_routes(store: SQLiteStore, settings: ServerSettings) -> list[BaseRoute]
         session_id = request.path_params["session_id"]
         session = run(queries.get_session, session_id,
                       task_limit=p.integer("limit", MAX_LIMIT, 1, MAX_LIMIT),
-                      task_offset=p.integer("offset", 0, 0, 10_000_000))
+                      task_offset=p.integer("offset", 0, 0, MAX_OFFSET))
         if session is None:
             raise NotFound(f"no session with id {session_id!r}")
         return JSONResponse(with_session_links(session))

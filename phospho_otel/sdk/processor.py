@@ -213,6 +213,8 @@ class PhosphoSpanProcessor(SpanProcessor):
         while True:
             self._wake.wait(self._delay)
             self._wake.clear()
+            if self._abort.is_set():  # shutdown gave up; it counts what is left
+                return
             try:
                 self._drain()
             except Exception:  # keep the worker alive whatever happens
@@ -224,9 +226,8 @@ class PhosphoSpanProcessor(SpanProcessor):
     def _take(self) -> list[ReadableSpan]:
         queue = self._queue
         n = min(len(queue), self._batch)
-        batch = [queue.popleft() for _ in range(n)]
-        self._inflight = n
-        return batch
+        self._inflight = n  # before popping: force_flush() never sees the spans nowhere
+        return [queue.popleft() for _ in range(n)]
 
     def _drain(self) -> None:
         while self._queue:

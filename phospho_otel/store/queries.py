@@ -68,7 +68,6 @@ USER_SORTS: dict[str, str] = {
 
 TASK_SORTS: dict[str, str] = {
     "start_time": "start_ns",
-    "task_id": "task_id",
 }
 """Sort keys of ``list_tasks`` -> SQL expression."""
 

@@ -39,6 +39,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -99,8 +100,7 @@ class _BulkInsert:
             if size * self.columns > limit:
                 continue
             while total - start >= size:
-                chunk = rows[start : start + size]
-                params = [value for row in chunk for value in row]
+                params = list(chain.from_iterable(rows[start : start + size]))
                 changed += conn.execute(self._statement(size), params).rowcount
                 start += size
         return changed
@@ -194,7 +194,8 @@ _FLAG_DELTA_USER = (
 CHECKPOINT_WAL_BYTES = 32 * 1024 * 1024
 """The background checkpointer copies the WAL into the database once it is this large."""
 MAX_WAL_BYTES = 8 * CHECKPOINT_WAL_BYTES
-"""Past this size the writer itself checkpoints the WAL to its end, so it restarts."""
+"""Past this size the checkpointer checkpoints the WAL to its end (RESTART), blocking the
+writer briefly, so that the WAL starts over instead of growing without bound."""
 
 _ADD_COUNTER = (
     "INSERT INTO counters (name, value) VALUES (?, ?) "
@@ -203,6 +204,7 @@ _ADD_COUNTER = (
 
 _Feedback = tuple[str, int, str | None, str]
 """(flag, time_ns, notes, source) of a task's latest feedback."""
+_NO_FEEDBACK: tuple[None, None, None, None] = (None, None, None, None)
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -212,44 +214,6 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
 
 def _placeholders(n: int) -> str:
     return ",".join("?" * n)
-
-
-class _SessionAgg:
-    """Rollup of a batch's new tasks in one session, merged into ``sessions`` by SQL."""
-
-    __slots__ = (
-        "count",
-        "end",
-        "error",
-        "failure",
-        "first",
-        "last",
-        "start",
-        "success",
-        "user",
-    )
-
-    def __init__(self, task: TaskRecord) -> None:
-        self.count = 0
-        self.start = task.start_ns
-        self.end = task.end_ns
-        self.first = task
-        self.last = task
-        self.success = self.failure = self.error = 0
-        self.user: str | None = None
-
-
-class _UserAgg:
-    """Rollup of a batch's new tasks (and session moves) for one user."""
-
-    __slots__ = ("count", "error", "failure", "first", "last", "sessions", "success")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.sessions = 0
-        self.first: int | None = None
-        self.last: int | None = None
-        self.success = self.failure = self.error = 0
 
 
 class SQLiteStore:
@@ -391,23 +355,7 @@ class SQLiteStore:
                 raise
         if self._checkpointer is not None:
             self._checkpoint_wanted.set()
-            self._bound_wal()
         return results
-
-    def _bound_wal(self) -> None:
-        """Under sustained writes a passive checkpoint never catches up with the end of
-        the WAL, so the WAL is never restarted; past ``MAX_WAL_BYTES`` the writer
-        checkpoints it to the end itself (RESTART), so that it starts over."""
-        try:
-            size = os.path.getsize(self.path + "-wal")
-        except OSError:
-            return
-        if size > MAX_WAL_BYTES:
-            with self._write_lock:
-                if not self._closed:
-                    busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                    if busy:
-                        logger.warning("WAL checkpoint blocked by readers (WAL %d bytes)", size)
 
     def _checkpoint_loop(self) -> None:
         """Copy the WAL back into the database in the background, off the writer's path."""
@@ -419,12 +367,17 @@ class SQLiteStore:
                 self._checkpoint_wanted.wait(1.0)
                 self._checkpoint_wanted.clear()
                 try:
-                    if os.path.getsize(wal) < CHECKPOINT_WAL_BYTES:
-                        continue
+                    size = os.path.getsize(wal)
                 except OSError:
                     continue
+                if size < CHECKPOINT_WAL_BYTES:
+                    continue
+                # Under sustained writes a passive checkpoint never reaches the end of the
+                # WAL, so the WAL never starts over; past MAX_WAL_BYTES, RESTART waits
+                # for the writer's current transaction and makes the next one start over.
+                mode = "RESTART" if size >= MAX_WAL_BYTES else "PASSIVE"
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
                 except sqlite3.Error as exc:
                     logger.warning("background WAL checkpoint failed: %s", exc)
         finally:
@@ -577,13 +530,10 @@ class SQLiteStore:
         if not new_tasks:
             return set()
         flags = self._latest_feedback(conn, [t.task_id for t in new_tasks])
-        rows = []
-        for task in new_tasks:
-            fb = flags.get(task.task_id)
-            if fb is None:
-                rows.append((*task, None, None, None, None))
-            else:
-                rows.append((*task, *fb))
+        if flags:
+            rows = [task + flags.get(task[0], _NO_FEEDBACK) for task in new_tasks]
+        else:
+            rows = [task + _NO_FEEDBACK for task in new_tasks]
         _INSERT_TASK.run(conn, rows)
         self._merge_rollups(conn, new_tasks, flags)
         return {t.task_id for t in new_tasks}
@@ -609,49 +559,63 @@ class SQLiteStore:
         tasks: list[TaskRecord],
         flags: dict[str, _Feedback],
     ) -> None:
-        """Merge brand-new tasks into ``sessions`` and ``users``."""
-        sessions: dict[str, _SessionAgg] = {}
-        users: dict[str, _UserAgg] = {}
-        for task in tasks:
-            fb = flags.get(task.task_id)
-            flag = fb[0] if fb is not None else None
-            success = flag == "success"
-            failure = flag == "failure"
-            error = task.status == "error"
-            user_id = task.user_id
+        """Merge brand-new tasks into ``sessions`` and ``users``.
+
+        The batch is first rolled up per session and per user in Python (plain lists,
+        tuple unpacking: this loop runs once per task), then merged with one multi-row
+        upsert per table."""
+        # session: [user, count, start, end, first_id, first_start, first_input,
+        #           last_id, last_start, last_input, last_output, last_status, ok, ko, err]
+        sessions: dict[str, list[Any]] = {}
+        # user: [count, sessions, first_seen, last_seen, ok, ko, err]
+        users: dict[str, list[Any]] = {}
+        for (
+            task_id, _, _, session_id, user_id, _, _, _, input_, output, _, _, _, start, end,
+            status,
+        ) in tasks:
+            ok = ko = 0
+            if flags:
+                fb = flags.get(task_id)
+                if fb is not None:
+                    ok = fb[0] == "success"
+                    ko = fb[0] == "failure"
+            err = status == "error"
             if user_id is not None:
                 u = users.get(user_id)
                 if u is None:
-                    u = users[user_id] = _UserAgg()
-                u.count += 1
-                if u.first is None or task.start_ns < u.first:
-                    u.first = task.start_ns
-                if u.last is None or task.end_ns > u.last:
-                    u.last = task.end_ns
-                u.success += success
-                u.failure += failure
-                u.error += error
-            session_id = task.session_id
+                    users[user_id] = [1, 0, start, end, ok, ko, err]
+                else:
+                    u[0] += 1
+                    if start < u[2]:
+                        u[2] = start
+                    if end > u[3]:
+                        u[3] = end
+                    u[4] += ok
+                    u[5] += ko
+                    u[6] += err
             if session_id is None:
                 continue
             s = sessions.get(session_id)
             if s is None:
-                s = sessions[session_id] = _SessionAgg(task)
-            else:
-                if task.start_ns < s.start:
-                    s.start = task.start_ns
-                if task.end_ns > s.end:
-                    s.end = task.end_ns
-                if (task.start_ns, task.task_id) < (s.first.start_ns, s.first.task_id):
-                    s.first = task
-                if (task.start_ns, task.task_id) > (s.last.start_ns, s.last.task_id):
-                    s.last = task
-            s.count += 1
-            s.success += success
-            s.failure += failure
-            s.error += error
-            if user_id is not None and (s.user is None or user_id < s.user):
-                s.user = user_id
+                sessions[session_id] = [
+                    user_id, 1, start, end, task_id, start, input_,
+                    task_id, start, input_, output, status, ok, ko, err,
+                ]
+                continue
+            if user_id is not None and (s[0] is None or user_id < s[0]):
+                s[0] = user_id
+            s[1] += 1
+            if start < s[2]:
+                s[2] = start
+            if end > s[3]:
+                s[3] = end
+            if start < s[5] or (start == s[5] and task_id < s[4]):
+                s[4], s[5], s[6] = task_id, start, input_
+            if start > s[8] or (start == s[8] and task_id > s[7]):
+                s[7], s[8], s[9], s[10], s[11] = task_id, start, input_, output, status
+            s[12] += ok
+            s[13] += ko
+            s[14] += err
         if sessions:
             old_users: dict[str, str | None] = {}
             ids = list(sessions)
@@ -663,58 +627,20 @@ class SQLiteStore:
                         chunk,
                     ).fetchall()
                 )
-            rows = []
-            for session_id, s in sessions.items():
-                new_user = s.user
-                if session_id in old_users:
-                    old_user = old_users[session_id]
-                    if old_user is not None and (new_user is None or old_user < new_user):
-                        new_user = old_user
-                    if new_user != old_user:
-                        if old_user is not None:
-                            _user_agg(users, old_user).sessions -= 1
-                        _user_agg(users, new_user).sessions += 1  # type: ignore[arg-type]
-                elif new_user is not None:
-                    _user_agg(users, new_user).sessions += 1
-                first, last = s.first, s.last
-                rows.append(
-                    (
-                        session_id,
-                        s.user,
-                        s.count,
-                        s.start,
-                        s.end,
-                        first.task_id,
-                        first.start_ns,
-                        first.input,
-                        last.task_id,
-                        last.start_ns,
-                        last.input,
-                        last.output,
-                        last.status,
-                        s.success,
-                        s.failure,
-                        s.error,
-                    )
-                )
-            _MERGE_SESSION.run(conn, rows)
+            for session_id, old_user in old_users.items():
+                new_user = sessions[session_id][0]
+                if old_user is not None and (new_user is None or old_user < new_user):
+                    new_user = old_user
+                if new_user != old_user:
+                    if old_user is not None:
+                        _user_agg(users, old_user)[1] -= 1
+                    _user_agg(users, new_user)[1] += 1  # type: ignore[arg-type]
+            for session_id, agg in sessions.items():
+                if agg[0] is not None and session_id not in old_users:
+                    _user_agg(users, agg[0])[1] += 1
+            _MERGE_SESSION.run(conn, [(k, *v) for k, v in sessions.items()])
         if users:
-            _MERGE_USER.run(
-                conn,
-                [
-                    (
-                        user_id,
-                        u.count,
-                        u.sessions,
-                        u.first,
-                        u.last,
-                        u.success,
-                        u.failure,
-                        u.error,
-                    )
-                    for user_id, u in users.items()
-                ],
-            )
+            _MERGE_USER.run(conn, [(k, *v) for k, v in users.items()])
 
     # -- feedback on known tasks ---------------------------------------------------------
 
@@ -813,10 +739,10 @@ class SQLiteStore:
             )
 
 
-def _user_agg(users: dict[str, _UserAgg], user_id: str) -> _UserAgg:
+def _user_agg(users: dict[str, list[Any]], user_id: str) -> list[Any]:
     agg = users.get(user_id)
     if agg is None:
-        agg = users[user_id] = _UserAgg()
+        agg = users[user_id] = [0, 0, None, None, 0, 0, 0]
     return agg
 
 

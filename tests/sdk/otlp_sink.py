@@ -102,6 +102,7 @@ class OtlpSink:
         self._http: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
         self._connections: set[Any] = set()
+        self._answering = threading.Lock()
         self.partial_reject = 0
         """Spans to report as rejected (partial success) in the next reply."""
 
@@ -236,9 +237,10 @@ class OtlpSink:
                 if self.headers.get("content-encoding") == "gzip":
                     body = gzip.decompress(body)
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                reply = sink._record(body, headers)
-                self._reply(200, reply.SerializeToString(),
-                            {"Content-Type": "application/x-protobuf"})
+                with sink._answering:  # stop() waits: what is recorded gets its reply
+                    reply = sink._record(body, headers)
+                    self._reply(200, reply.SerializeToString(),
+                                {"Content-Type": "application/x-protobuf"})
 
             def _reply(self, status: int, body: bytes,
                        headers: dict[str, str] | None = None) -> None:
@@ -263,19 +265,22 @@ class OtlpSink:
 
     def stop(self) -> None:
         if self._grpc is not None:
-            self._grpc.stop(grace=None).wait()
+            # a grace period lets requests already recorded get their reply: an aborted
+            # reply would make the client (rightly) send the batch again
+            self._grpc.stop(grace=2.0).wait()
             self._grpc = None
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
             self._http = None
-            with self._lock:  # kept-alive connections outlive the listening socket
+            with self._answering, self._lock:
+                # kept-alive connections outlive the listening socket
                 connections, self._connections = list(self._connections), set()
-            for conn in connections:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                for conn in connections:
+                    try:
+                        conn.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
 
     def __enter__(self) -> OtlpSink:
         return self.start()

@@ -106,6 +106,8 @@ class TestErrors:
         ("/api/sessions", {"limit": "5000"}, "limit"),
         ("/api/sessions", {"limit": "ten"}, "limit"),
         ("/api/sessions", {"offset": "-1"}, "offset"),
+        ("/api/sessions", {"offset": "10001"}, "cursor"),
+        ("/api/tasks", {"sort": "task_id"}, "sort"),
         ("/api/sessions", {"sort": "input"}, "sort"),
         ("/api/sessions", {"order": "up"}, "order"),
         ("/api/sessions", {"from": "yesterday"}, "from"),
