@@ -212,7 +212,10 @@ def _call_input(signature: inspect.Signature | None, args: tuple[Any, ...],
 
 
 def _decorate(fn: Callable[..., Any], options: _TaskOptions) -> Callable[..., Any]:
-    name = options.name or getattr(fn, "__qualname__", None) or _client.DEFAULT_TASK_NAME
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if isinstance(qualname, str):
+        qualname = qualname.replace("<locals>.", "")  # "outer.<locals>.f" -> "outer.f"
+    name = options.name or qualname or _client.DEFAULT_TASK_NAME
     try:
         signature: inspect.Signature | None = inspect.signature(fn)
     except (TypeError, ValueError):

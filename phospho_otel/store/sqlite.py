@@ -40,7 +40,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -48,6 +48,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from phospho_otel.aggregator.extract import (
     Extraction,
+    FeedbackRecord,
     Origin,
     TaskRecord,
     extract,
@@ -416,14 +417,28 @@ class SQLiteStore:
         if inserted == len(rows):
             conn.execute("RELEASE spans")
             return inserted, None
-        # Some spans were already there (a retry): redo one by one to know which.
+        # Some spans were already there (a retry): find which, then insert the others.
         conn.execute("ROLLBACK TO spans")
         conn.execute("RELEASE spans")
+        existing: set[tuple[bytes, bytes]] = set()
+        trace_ids = list({row[1] for row in rows})
+        for chunk in _chunks(trace_ids):
+            existing.update(
+                conn.execute(
+                    "SELECT trace_id, span_id FROM spans "
+                    f"WHERE trace_id IN ({_placeholders(len(chunk))})",
+                    chunk,
+                ).fetchall()
+            )
+        new_rows = []
         new_keys: set[tuple[bytes, bytes]] = set()
         for row in rows:
-            if conn.execute(_INSERT_SPAN.single, row).rowcount:
-                new_keys.add((row[1], row[2]))
-        return len(new_keys), new_keys
+            key = (row[1], row[2])
+            if key not in existing and key not in new_keys:
+                new_keys.add(key)
+                new_rows.append(row)
+        _INSERT_SPAN.run(conn, new_rows)
+        return len(new_rows), new_keys
 
     def _write_one(
         self, conn: sqlite3.Connection, x: Extraction, counters: dict[str, int]
@@ -436,8 +451,8 @@ class SQLiteStore:
         tasks = x.tasks
         feedback = x.feedback
         if new_keys is not None:
-            tasks = [t for t in tasks if (t.trace_id, t.span_id) in new_keys]
-            feedback = [f for f in feedback if (f.trace_id, f.span_id) in new_keys]
+            tasks = _only_new(tasks, new_keys)
+            feedback = _only_new(feedback, new_keys)
         if feedback:
             _INSERT_FEEDBACK.run(conn, feedback)
         updates = _Updates()
@@ -737,6 +752,21 @@ class SQLiteStore:
                 " VALUES (?,?,?,?,?,?,?,?)",
                 (user_id, count, sessions, first, last, success, failure, error),
             )
+
+
+_R = TypeVar("_R", TaskRecord, FeedbackRecord)
+
+
+def _only_new(records: list[_R], new_keys: set[tuple[bytes, bytes]]) -> list[_R]:
+    """The records of newly inserted spans, each span once (a request may repeat one)."""
+    left = set(new_keys)
+    out = []
+    for record in records:
+        key = (record.trace_id, record.span_id)
+        if key in left:
+            left.discard(key)
+            out.append(record)
+    return out
 
 
 def _user_agg(users: dict[str, list[Any]], user_id: str) -> list[Any]:

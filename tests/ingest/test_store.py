@@ -206,6 +206,29 @@ class TestDuplicates:
             check_rollups(conn)
 
 
+    def test_span_repeated_in_one_request(self, store: SQLiteStore) -> None:
+        """A request carrying the same span twice stores and counts it once."""
+        task = task_span("rep", session_id="s")
+        fb = feedback_span("rep", "success", time_ns=BASE_NS)
+        result = store.write(make_request([task, fb, task, fb]))
+        assert (result.spans_stored, result.spans_duplicate) == (2, 2)
+        assert (result.tasks_new, result.feedback_new) == (1, 1)
+        with store.reader() as conn:
+            assert conn.execute("SELECT success_count FROM sessions").fetchone()[0] == 1
+            check_rollups(conn)
+
+    def test_big_retry(self, store: SQLiteStore) -> None:
+        """A retried 3000-span batch with 1000 new spans adds exactly those 1000."""
+        spans = [task_span(f"r{i}", session_id=f"s{i % 50}", user_id=f"u{i % 7}",
+                           start_ns=BASE_NS + i) for i in range(3000)]
+        store.write(make_request(spans[:2000]))
+        result = store.write(make_request(spans))
+        assert (result.spans_stored, result.spans_duplicate, result.tasks_new) == (1000, 2000, 1000)
+        with store.reader() as conn:
+            assert conn.execute("SELECT sum(task_count) FROM sessions").fetchone()[0] == 3000
+            check_rollups(conn)
+
+
 class TestOrder:
     """Any arrival order, batching and retries give the same tables."""
 
