@@ -262,9 +262,9 @@ def main() -> None:
                 if os.path.exists(f"{db}{suffix}"):
                     os.remove(f"{db}{suffix}")
 
-    print(f"\n{'path':<36} {'spans/s':>10} {'vs bare decode':>15}")
+    print(f"\n{'path':<40} {'spans/s':>10} {'vs bare decode':>15}")
     for name, rate in rows:
-        print(f"{name:<36} {rate:>10,.0f} {rate / decode_rate:>15.4f}")
+        print(f"{name:<40} {rate:>10,.0f} {rate / decode_rate:>15.4f}")
     http_rate = rows[2][1]
     print(f"\nOTLP/HTTP full ingest (synchronous=FULL): {http_rate:,.0f} spans/s "
           "(target >= 25,000)")

@@ -4,7 +4,8 @@ The request is taken as raw bytes and parsed here, so a malformed message gets
 ``INVALID_ARGUMENT`` with a reason (grpcio's own deserializer would answer ``INTERNAL``).
 gzip from the client is inflated by grpcio, under ``max_message_bytes`` (which also
 lifts grpcio's 4 MiB default: a collector's 8192-span batch is ~8 MB). Replies once the
-spans are durable; ``UNAVAILABLE`` when the writer is behind (the collector retries);
+spans are durable; ``UNAVAILABLE`` with a ``RetryInfo`` when the writer is behind (the
+collector retries);
 ``UNAUTHENTICATED`` without ``authorization: Bearer <token>`` when a token is set.
 """
 
@@ -15,6 +16,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
@@ -22,11 +24,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from phospho_otel.receiver.decode import DecodeError, parse_protobuf
 from phospho_otel.receiver.ingest import Ingestor, Overloaded
 
-__all__ = ["SERVICE_NAME", "start_grpc_server"]
+__all__ = ["RETRY_INFO_KEY", "SERVICE_NAME", "start_grpc_server"]
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "opentelemetry.proto.collector.trace.v1.TraceService"
+RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
+"""Trailing metadata with a ``google.rpc.RetryInfo`` on UNAVAILABLE: the OTel exporters
+wait its ``retry_delay`` before retrying."""
 WRITE_TIMEOUT_S = 60.0
 """How long an Export waits for its write before answering UNAVAILABLE (the write may
 still land; the collector's retry is then a duplicate, which counts once)."""
@@ -62,7 +67,9 @@ class _TraceService:
         try:
             result = self.ingestor.ingest_blocking(request, WRITE_TIMEOUT_S)
         except Overloaded as exc:
-            context.set_trailing_metadata((("retry-after", f"{exc.retry_after_s:.0f}"),))
+            delay = RetryInfo()
+            delay.retry_delay.FromNanoseconds(int(exc.retry_after_s * 1e9))
+            context.set_trailing_metadata(((RETRY_INFO_KEY, delay.SerializeToString()),))
             context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except TimeoutError:
             context.abort(grpc.StatusCode.UNAVAILABLE, "write did not finish in time; retry")

@@ -28,6 +28,12 @@ How a request is written (one transaction), following the merge rules of ``schem
    counts the sessions whose ``user_id`` is that user. A task without a session belongs
    to no session but counts for its user (``task_count``, first/last seen, flags).
 6. Counters are added to the ``counters`` table.
+
+Speed: rows go in with multi-row ``INSERT``s (``_BulkInsert``), the per-session and
+per-user rollup of a batch is computed in Python and merged with one upsert per row, and
+WAL checkpoints run in a background thread (``PASSIVE``; ``RESTART`` past
+``MAX_WAL_BYTES`` so the WAL starts over under sustained load). The CPU-bound
+extraction is left to the caller (``write_extracted``), see ``receiver.ingest``.
 """
 
 from __future__ import annotations

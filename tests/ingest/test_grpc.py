@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc.error_details_pb2 import RetryInfo
 from ingest_helpers import Receiver, make_request, make_span, running_receiver, task_span
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -19,6 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from phospho_otel.receiver.grpc import RETRY_INFO_KEY
 
 TOKEN = "s3cret"
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -161,6 +164,9 @@ class TestOverload:
             with pytest.raises(grpc.RpcError) as info:
                 export(receiver, second, token=None)
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            trailers = dict(info.value.trailing_metadata())
+            delay = RetryInfo.FromString(trailers[RETRY_INFO_KEY]).retry_delay
+            assert delay.seconds >= 1
             blocker.execute("COMMIT")
             blocker.close()
             sender.join(30)
