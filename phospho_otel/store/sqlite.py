@@ -31,8 +31,8 @@ How a request is written (one transaction), following the merge rules of ``schem
 
 Speed: rows go in with multi-row ``INSERT``s (``_BulkInsert``), the per-session and
 per-user rollup of a batch is computed in Python and merged with one upsert per row, and
-WAL checkpoints run in a background thread (``PASSIVE``; ``RESTART`` past
-``MAX_WAL_BYTES`` so the WAL starts over under sustained load). The CPU-bound
+WAL checkpoints run in a background thread (``PASSIVE``; the writer does a ``RESTART``
+past ``MAX_WAL_BYTES`` so that the WAL starts over under sustained load). The CPU-bound
 extraction is left to the caller (``write_extracted``), see ``receiver.ingest``.
 """
 
@@ -201,8 +201,8 @@ _FLAG_DELTA_USER = (
 CHECKPOINT_WAL_BYTES = 32 * 1024 * 1024
 """The background checkpointer copies the WAL into the database once it is this large."""
 MAX_WAL_BYTES = 8 * CHECKPOINT_WAL_BYTES
-"""Past this size the checkpointer checkpoints the WAL to its end (RESTART), blocking the
-writer briefly, so that the WAL starts over instead of growing without bound."""
+"""Past this size the writer checkpoints the WAL to its end (RESTART) between two
+transactions, so that the WAL starts over instead of growing without bound."""
 
 _ADD_COUNTER = (
     "INSERT INTO counters (name, value) VALUES (?, ?) "
@@ -224,8 +224,8 @@ def _placeholders(n: int) -> str:
 
 
 class SQLiteStore:
-    """The embedded store. ``write``/``write_many`` from one thread only (the writer);
-    ``reader``/``counters`` from any thread.
+    """The embedded store. ``write``/``write_many``/``write_extracted`` from one thread
+    only (the writer); ``reader``/``counters`` from any thread.
 
     Args:
         path: the SQLite file, created if missing.
@@ -234,6 +234,8 @@ class SQLiteStore:
         background_checkpoint: copy the WAL into the database from a background thread
             (its own connection; SQLite runs it without the GIL) instead of inside the
             writer's commits.
+        checkpoint_wal_bytes: WAL size from which the background checkpointer runs.
+        max_wal_bytes: WAL size from which the writer restarts the WAL itself.
     """
 
     def __init__(
@@ -242,15 +244,21 @@ class SQLiteStore:
         *,
         synchronous: str = "FULL",
         background_checkpoint: bool = True,
+        checkpoint_wal_bytes: int = CHECKPOINT_WAL_BYTES,
+        max_wal_bytes: int = MAX_WAL_BYTES,
     ) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = os.fspath(path)
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            raise ValueError("SQLiteStore needs a file path (readers open their own connections)")
         self._synchronous = synchronous.upper()
+        self._checkpoint_wal_bytes = checkpoint_wal_bytes
+        self._max_wal_bytes = max_wal_bytes
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn = self._conn
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode.lower() != "wal" and self.path != ":memory:":
+        if mode.lower() != "wal":
             raise RuntimeError(f"cannot put {self.path} in WAL mode (got {mode})")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA busy_timeout=10000")
@@ -268,10 +276,11 @@ class SQLiteStore:
         self._readers_lock = threading.Lock()
         self._closed = False
         self._checkpoint_wanted = threading.Event()
+        self._checkpoint_lock = threading.Lock()  # one checkpoint at a time
         self._checkpointer: threading.Thread | None = None
-        if background_checkpoint and self.path != ":memory:":
+        if background_checkpoint:
             conn.execute("PRAGMA wal_autocheckpoint=0")
-            conn.execute(f"PRAGMA journal_size_limit={CHECKPOINT_WAL_BYTES * 4}")
+            conn.execute(f"PRAGMA journal_size_limit={checkpoint_wal_bytes * 4}")
             self._checkpointer = threading.Thread(
                 target=self._checkpoint_loop, name="phospho-store-checkpoint", daemon=True
             )
@@ -360,9 +369,26 @@ class SQLiteStore:
                     conn.execute("ROLLBACK")
                 self._origin_ids.clear()
                 raise
-        if self._checkpointer is not None:
-            self._checkpoint_wanted.set()
+            if self._checkpointer is not None:
+                self._checkpoint_wanted.set()
+                self._bound_wal(conn)
         return results
+
+    def _bound_wal(self, conn: sqlite3.Connection) -> None:
+        """Under sustained writes a passive checkpoint never reaches the end of the WAL,
+        so the WAL never starts over. Past ``MAX_WAL_BYTES`` the writer, between two
+        transactions, checkpoints it to its end (RESTART; most pages were already copied
+        by the background checkpointer), so that the next transaction starts it over."""
+        try:
+            size = os.path.getsize(self.path + "-wal")
+        except OSError:
+            return
+        if size <= self._max_wal_bytes:
+            return
+        with self._checkpoint_lock:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        if busy:
+            logger.warning("WAL of %d bytes not restarted: readers still use it", size)
 
     def _checkpoint_loop(self) -> None:
         """Copy the WAL back into the database in the background, off the writer's path."""
@@ -377,14 +403,11 @@ class SQLiteStore:
                     size = os.path.getsize(wal)
                 except OSError:
                     continue
-                if size < CHECKPOINT_WAL_BYTES:
+                if size < self._checkpoint_wal_bytes:
                     continue
-                # Under sustained writes a passive checkpoint never reaches the end of the
-                # WAL, so the WAL never starts over; past MAX_WAL_BYTES, RESTART waits
-                # for the writer's current transaction and makes the next one start over.
-                mode = "RESTART" if size >= MAX_WAL_BYTES else "PASSIVE"
                 try:
-                    conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+                    with self._checkpoint_lock:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:
                     logger.warning("background WAL checkpoint failed: %s", exc)
         finally:

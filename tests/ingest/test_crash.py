@@ -1,4 +1,6 @@
-"""SIGKILL at any moment, then restart: every acknowledged task is there, none twice."""
+"""SIGKILL at any moment, then restart: every acknowledged task is there, none twice.
+
+Runs the real service, ``python -m phospho_otel serve``, as a child process."""
 
 from __future__ import annotations
 
@@ -26,24 +28,29 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from phospho_otel.store import SQLiteStore
 
-SERVER = Path(__file__).with_name("ingest_server.py")
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 LINE = re.compile(r"listening http=127\.0\.0\.1:(\d+) grpc=127\.0\.0\.1:(\d+)")
 
 
 def start_server(db: Path) -> tuple[subprocess.Popen[str], int, int]:
-    """Start the test server process; wait for its ready line."""
+    """Start ``python -m phospho_otel serve`` on free ports; wait for its ready line."""
     proc = subprocess.Popen(
-        [sys.executable, str(SERVER), str(db)],
+        [sys.executable, "-m", "phospho_otel", "serve", "--db", str(db), "--host", "127.0.0.1",
+         "--http-port", "0", "--grpc-port", "0"],
         stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={k: v for k, v in os.environ.items() if not k.startswith("PHOSPHO_")},
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = LINE.search(line)
-    assert match, f"server did not start: {line!r}"
-    return proc, int(match.group(1)), int(match.group(2))
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        match = LINE.search(line)
+        if match:
+            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep draining
+            return proc, int(match.group(1)), int(match.group(2))
+    raise AssertionError(f"server did not start: {''.join(seen)!r}")
 
 
 def requests_for(sender: int, n: int) -> list[ExportTraceServiceRequest]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 
 import pytest
 from google.protobuf import json_format
 from ingest_helpers import make_request, task_span
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from phospho_otel.receiver.decode import (
     BodyTooLarge,
@@ -18,18 +20,46 @@ from phospho_otel.receiver.decode import (
 )
 
 
+def _hex(obj: dict, keys: tuple[str, ...]) -> None:  # type: ignore[type-arg]
+    for key in keys:
+        if key in obj:
+            obj[key] = base64.b64decode(obj[key]).hex()
+
+
 def otlp_json(request) -> dict:  # type: ignore[no-untyped-def]
     """A request in OTLP/JSON: camelCase, hex ids, int64 as strings."""
     doc = json_format.MessageToDict(request)
     for rs in doc["resourceSpans"]:
         for ss in rs["scopeSpans"]:
             for span in ss["spans"]:
-                for key in ("traceId", "spanId", "parentSpanId"):
-                    if key in span:
-                        import base64
-
-                        span[key] = base64.b64decode(span[key]).hex()
+                _hex(span, ("traceId", "spanId", "parentSpanId"))
+                for link in span.get("links", []):
+                    _hex(link, ("traceId", "spanId"))
     return doc
+
+
+def rich_request():  # type: ignore[no-untyped-def]
+    """A request using every field the JSON decoder handles."""
+    span = task_span("t", metadata={"n": 2**40, "f": 1.5, "b": True, "l": [1, "x"],
+                                    "raw": b"\x00\x01"}, status_code=2,
+                     parent_span_id=b"\x07" * 8)
+    span.status.message = "boom"
+    span.trace_state = "k=v"
+    span.flags = 0x301
+    span.kind = Span.SPAN_KIND_SERVER
+    span.dropped_attributes_count = 2
+    event = span.events.add(name="exception", time_unix_nano=123)
+    event.attributes.add(key="exception.type").value.string_value = "ValueError"
+    kv = event.attributes.add(key="nested").value.kvlist_value.values.add(key="a")
+    kv.value.double_value = 0.5
+    link = span.links.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, flags=1)
+    link.attributes.add(key="why").value.string_value = "feedback"
+    request = make_request([span])
+    request.resource_spans[0].schema_url = "https://opentelemetry.io/schemas/1.24.0"
+    request.resource_spans[0].resource.dropped_attributes_count = 1
+    request.resource_spans[0].scope_spans[0].scope.version = "1.2.3"
+    request.resource_spans[0].scope_spans[0].schema_url = "s"
+    return request
 
 
 class TestProtobuf:
@@ -50,8 +80,9 @@ class TestJSON:
     """OTLP/JSON bodies."""
 
     def test_hex_ids_and_int64_strings(self) -> None:
-        """Hex ids and string int64s decode to the same request as protobuf."""
-        request = make_request([task_span("t", metadata={"n": 2**40})])
+        """Hex ids, string int64s, enum names and every value type decode to the same
+        request as protobuf."""
+        request = rich_request()
         doc = otlp_json(request)
         span = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
         assert isinstance(span["startTimeUnixNano"], str)
@@ -87,7 +118,11 @@ class TestJSON:
             (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "abcd"}]}]}]}',
              "expected 8 bytes"),
             (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}',
-             "malformed OTLP/JSON"),
+             r"startTimeUnixNano: 'soon' is not an integer"),
+            (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": "SIDEWAYS"}]}]}]}',
+             "kind: unknown value 'SIDEWAYS'"),
+            (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [{"key": "k", '
+             b'"value": {"boolValue": "yes"}}]}]}]}]}', "boolValue: expected true or false"),
             (b'\xff\xfe', "malformed JSON"),
         ],
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -147,10 +149,50 @@ class TestBasics:
             assert conn.execute("SELECT task_count FROM sessions").fetchone()[0] == 1
         store.close()
 
-    def test_bad_synchronous(self, tmp_path: Path) -> None:
-        """An unknown synchronous level is refused at construction."""
+    def test_bad_arguments(self, tmp_path: Path) -> None:
+        """An unknown synchronous level or an in-memory database is refused."""
         with pytest.raises(ValueError):
             SQLiteStore(tmp_path / "x.db", synchronous="OFF")
+        with pytest.raises(ValueError):
+            SQLiteStore(":memory:")
+
+    def test_wal_checkpointed_in_background(self, tmp_path: Path) -> None:
+        """Past CHECKPOINT_WAL_BYTES the background checkpointer copies the WAL into the
+        database, and writes go on meanwhile."""
+        from phospho_otel.store import sqlite as store_module
+
+        store = SQLiteStore(tmp_path / "w.db")
+        spans = [task_span(f"w{i}", session_id=f"s{i % 10}", input="x" * 2000)
+                 for i in range(4000)]
+        for i in range(0, 4000, 500):
+            store.write(make_request(spans[i : i + 500]))
+        assert os.path.getsize(store.path + "-wal") >= store_module.CHECKPOINT_WAL_BYTES // 2
+        deadline = time.monotonic() + 20
+        while os.path.getsize(store.path) < 8 * 1024 * 1024:  # pages reached the database
+            assert time.monotonic() < deadline, "no background checkpoint"
+            time.sleep(0.05)
+        store.write(make_request([task_span("after")]))
+        with store.reader() as conn:
+            assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 4001
+            check_rollups(conn)
+        store.close()
+
+    def test_wal_bounded_under_sustained_writes(self, tmp_path: Path) -> None:
+        """Back-to-back writes (no pause for a passive checkpoint to finish) still keep
+        the WAL near max_wal_bytes: the writer restarts it."""
+        store = SQLiteStore(tmp_path / "b.db", checkpoint_wal_bytes=128 * 1024,
+                            max_wal_bytes=1024 * 1024)
+        biggest = 0
+        for batch in range(30):
+            store.write(make_request([
+                task_span(f"b{batch}-{i}", session_id=f"s{i % 20}", input="y" * 1000)
+                for i in range(300)
+            ]))
+            biggest = max(biggest, os.path.getsize(store.path + "-wal"))
+        assert biggest < 4 * 1024 * 1024  # without the restart: over 8 MB
+        with store.reader() as conn:
+            assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 9000
+        store.close()
 
     def test_readers_are_not_shared(self, store: SQLiteStore) -> None:
         """Concurrent readers get distinct connections; reads work from other threads."""
