@@ -19,6 +19,8 @@ from types import TracebackType
 
 __all__ = ["RotelCollector", "free_port", "rotel_binary", "wait_for_port"]
 
+_SIGNAL_HANDLER_DELAY_S = 0.3
+
 
 def rotel_binary() -> Path:
     """Path of the ``rotel-agent`` binary shipped inside the ``rotel`` package."""
@@ -101,6 +103,7 @@ class RotelCollector:
         self.log_path = Path(log_path) if log_path else None
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
+        self._ready_at = 0.0
 
     @property
     def grpc_endpoint(self) -> str:
@@ -133,6 +136,7 @@ class RotelCollector:
                     why = f"exited with code {code}" if code is not None else "did not start"
                     raise RuntimeError(f"rotel {why}; its log:\n{self.log()}")
                 time.sleep(0.02)
+        self._ready_at = time.monotonic()
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
@@ -140,6 +144,9 @@ class RotelCollector:
         if self.process is None:
             return None
         if self.process.poll() is None:
+            # rotel installs its SIGTERM handler a little after its receivers listen; a
+            # SIGTERM before that kills it without flushing what it holds.
+            time.sleep(max(0.0, self._ready_at + _SIGNAL_HANDLER_DELAY_S - time.monotonic()))
             self.process.send_signal(sig)
             try:
                 self.process.wait(timeout)
