@@ -1,7 +1,7 @@
 """SDK benchmark: hot path, CPU per exported task, and a 100k burst, each against the
 stock OpenTelemetry pipeline measured in the same run.
 
-    /work/venv/bin/python benchmarks/bench_sdk.py [--quick]
+    .venv/bin/python benchmarks/bench_sdk.py [--quick]
 
 Every measurement runs in a fresh subprocess (clean globals, its own peak RSS); spans go
 over real OTLP/HTTP to a receiver subprocess on 127.0.0.1 that parses every request.

@@ -1,7 +1,7 @@
 """Jaeger API latency at 1,000,000 stored spans: search by ``session.id``, trace by id.
 
-    /work/venv/bin/python benchmarks/bench_traces.py            # 1,000,000 spans
-    /work/venv/bin/python benchmarks/bench_traces.py --quick    # 100,000 spans, smoke run
+    .venv/bin/python benchmarks/bench_traces.py            # 1,000,000 spans
+    .venv/bin/python benchmarks/bench_traces.py --quick    # 100,000 spans, smoke run
 
 Fills a fresh SQLite file (``store/schema.py``) with realistic serialized OTLP spans by
 plain SQL inserts (traces of 5 spans: a task span with input/output and metadata, 4
