@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from otlp_values import any_value
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -29,21 +30,6 @@ from phospho_otel.store.sqlite import SQLiteStore
 BASE_NS = 1_764_000_000_000_000_000
 
 
-def any_value(value: object) -> AnyValue:
-    """A Python value as an OTLP AnyValue."""
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, bytes):
-        return AnyValue(bytes_value=value)
-    if isinstance(value, list):
-        out = AnyValue()
-        out.array_value.values.extend(any_value(v) for v in value)
-        return out
-    return AnyValue(string_value=str(value))
 
 
 def make_span(
@@ -235,11 +221,6 @@ def check_rollups(conn: sqlite3.Connection) -> None:
         assert flag == (latest[0] if latest else None), task_id
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

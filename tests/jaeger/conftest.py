@@ -3,7 +3,6 @@ and the Jaeger routes served by a real uvicorn on a free 127.0.0.1 port."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -16,13 +15,11 @@ import pytest
 import uvicorn
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import (
-    AnyValue,
-    ArrayValue,
     InstrumentationScope,
-    KeyValue,
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+from otlp_values import attrs
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -34,24 +31,8 @@ T0 = 1_764_000_000_000_000_000
 """A fixed start time (ns) for hand-built spans: 2025-11-24."""
 
 
-def any_value(value: object) -> AnyValue:
-    """An OTLP AnyValue of a Python value (str, bool, int, float, bytes, list)."""
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, bytes):
-        return AnyValue(bytes_value=value)
-    if isinstance(value, list):
-        return AnyValue(array_value=ArrayValue(values=[any_value(v) for v in value]))
-    return AnyValue(string_value=str(value))
 
 
-def attrs(mapping: dict[str, object]) -> list[KeyValue]:
-    """OTLP attributes of a dict."""
-    return [KeyValue(key=k, value=any_value(v)) for k, v in mapping.items()]
 
 
 @dataclass
@@ -113,11 +94,6 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
     s.close()
 
 
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

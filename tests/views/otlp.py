@@ -10,6 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from otlp_values import any_value
 
 from phospho_otel.semconv import (
     IOAttributes,
@@ -20,16 +21,6 @@ from phospho_otel.semconv import (
 from phospho_otel.store.queries import iso_to_ns
 
 STATUS = {"unset": 0, "ok": 1, "error": 2}
-
-
-def _value(v: Any) -> AnyValue:
-    if isinstance(v, bool):
-        return AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return AnyValue(int_value=v)
-    if isinstance(v, float):
-        return AnyValue(double_value=v)
-    return AnyValue(string_value=str(v))
 
 
 def _ids(key: str) -> tuple[bytes, bytes]:
@@ -61,7 +52,7 @@ def task_span(task_id: str, start: str, end: str, *, input: str, output: str | N
     return Span(
         trace_id=trace_id, span_id=span_id, name="chat", kind=Span.SPAN_KIND_INTERNAL,
         start_time_unix_nano=iso_to_ns(start), end_time_unix_nano=iso_to_ns(end),
-        attributes=[KeyValue(key=k, value=_value(v)) for k, v in attrs.items()],
+        attributes=[KeyValue(key=k, value=any_value(v)) for k, v in attrs.items()],
         status=Status(code=STATUS[status]),  # type: ignore[arg-type]
     )
 
@@ -82,7 +73,7 @@ def feedback_span(task_id: str, flag: str, time: str, *, notes: str | None = Non
     return Span(
         trace_id=trace_id, span_id=span_id, name="feedback", kind=Span.SPAN_KIND_INTERNAL,
         start_time_unix_nano=t, end_time_unix_nano=t,
-        attributes=[KeyValue(key=k, value=_value(v)) for k, v in attrs.items()],
+        attributes=[KeyValue(key=k, value=any_value(v)) for k, v in attrs.items()],
     )
 
 
