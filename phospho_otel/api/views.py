@@ -9,10 +9,12 @@ ids ``NotFound`` (404); ``errors.py`` turns both into JSON.
 from __future__ import annotations
 
 import copy
-import sqlite3
+import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -28,12 +30,25 @@ from phospho_otel.store.queries import InvalidQuery, Page
 if TYPE_CHECKING:
     from phospho_otel.store.sqlite import SQLiteStore
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "MAX_OFFSET", "view_routes"]
+__all__ = [
+    "DEFAULT_INSIGHTS_MAX_AGE_S",
+    "DEFAULT_LIMIT",
+    "MAX_LIMIT",
+    "MAX_OFFSET",
+    "InsightsCache",
+    "view_routes",
+]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 MAX_OFFSET = 10_000
 """Deeper pages go by ``cursor``: an offset costs a scan of the rows it skips."""
+DEFAULT_INSIGHTS_MAX_AGE_S = 2.0
+"""How old (seconds) a served insight result may be when the data has changed since it
+was computed; ``view_routes(insights_max_age_s=...)``, or per request ``?max_age_s=``."""
+MAX_INSIGHTS_MAX_AGE_S = 3600.0
 
 _PAGE_PARAMS = ("sort", "order", "limit", "offset", "cursor")
 _RANGE_PARAMS = ("from", "to")
@@ -67,6 +82,18 @@ class _Params:
         if not lo <= value <= hi:
             hint = "; page further with cursor" if name == "offset" and value > hi else ""
             raise BadRequest(f"{name}: must be between {lo} and {hi}, got {value}{hint}")
+        return value
+
+    def number(self, name: str, default: float | None, lo: float, hi: float) -> float | None:
+        raw = self.values.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise BadRequest(f"{name}: not a number: {raw!r}") from None
+        if not lo <= value <= hi:  # also refuses nan
+            raise BadRequest(f"{name}: must be between {lo:g} and {hi:g}, got {raw}")
         return value
 
     def time_ns(self, name: str) -> int | None:
@@ -106,40 +133,158 @@ class _Params:
                     cursor=cursor)
 
 
-class _InsightsCache:
-    """Insight results by (query, parameters), valid while ``queries.data_version`` is
-    unchanged: insights aggregate every session in range, so on a large store they are
-    computed once per change of the data, not once per request. Thread-safe."""
+@dataclass
+class _Entry:
+    result: dict[str, Any]
+    version: float  # queries.data_version in the snapshot the result was computed in
+    started: float  # time.monotonic() when that snapshot was taken
+    computed_at: str  # the same instant, ISO-8601 UTC
 
-    MAX_ENTRIES = 128
 
-    def __init__(self) -> None:
+@dataclass
+class _Flight:
+    """One computation under way; requests wanting its key wait for it."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    entry: _Entry | None = None
+    error: BaseException | None = None
+
+
+class InsightsCache:
+    """Insight results by (query, parameters), served with bounded staleness.
+
+    Insights aggregate every session in range (~100 ms at 100,000 sessions), and under
+    steady ingest the data changes many times a second, so a result is reused while it
+    is younger than ``max_age_s`` (age counted from the snapshot it was computed on):
+
+    * data unchanged since the result was computed (``queries.data_version``): served,
+      whatever its age: an idle store answers fresh figures from the cache;
+    * younger than ``max_age_s / 2``: served, without even looking at the store;
+    * between ``max_age_s / 2`` and ``max_age_s``, data changed: served, and one
+      background thread recomputes it (stale-while-revalidate), so that under steady
+      requests the result is renewed before it expires;
+    * older than ``max_age_s`` (or none yet), data changed: recomputed in the request.
+
+    So a served result is never older than ``max_age_s`` unless the data has not changed
+    since. At most one computation per key runs at a time (a request needing a key being
+    computed waits for that computation), and at most one background refresh at a time
+    in all. The least recently used of more than ``max_entries`` keys is dropped.
+    Thread-safe.
+    """
+
+    def __init__(self, store: SQLiteStore, *, max_age_s: float = DEFAULT_INSIGHTS_MAX_AGE_S,
+                 max_entries: int = 64) -> None:
+        if max_age_s < 0:
+            raise ValueError(f"max_age_s must be >= 0, got {max_age_s}")
+        self.store = store
+        self.max_age_s = max_age_s
+        self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[Any, ...], tuple[float, dict[str, Any]]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
+        self._flights: dict[tuple[Any, ...], _Flight] = {}
+        self._refreshing = False  # a background refresh is running
 
-    def get(self, conn: sqlite3.Connection, fn: Callable[..., dict[str, Any]],
+    def __len__(self) -> int:
+        """Number of results held."""
+        with self._lock:
+            return len(self._entries)
+
+    def get(self, fn: Callable[..., dict[str, Any]], *, max_age_s: float | None = None,
             **kwargs: Any) -> dict[str, Any]:
+        """``fn(conn, **kwargs)``, or a cached copy of it no older than ``max_age_s``
+        (default: the cache's), with ``computed_at`` and ``max_age_s`` added."""
+        max_age = self.max_age_s if max_age_s is None else max_age_s
         key = (fn.__name__, *sorted(kwargs.items()))
-        version = queries.data_version(conn)
         with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and hit[0] == version:
-                self._entries.move_to_end(key)
-                return copy.deepcopy(hit[1])
-        result = fn(conn, **kwargs)
-        with self._lock:
-            self._entries[key] = (version, copy.deepcopy(result))
-            while len(self._entries) > self.MAX_ENTRIES:
-                self._entries.popitem(last=False)
+            entry = self._entries.get(key)
+        if entry is not None and time.monotonic() - entry.started >= max_age / 2:
+            with self.store.reader() as conn:
+                version = queries.data_version(conn)
+            age = time.monotonic() - entry.started
+            if version != entry.version:
+                if age >= max_age:
+                    entry = None
+                else:
+                    self._refresh_in_background(key, fn, kwargs)
+        if entry is None:
+            entry = self._compute(key, fn, kwargs)
+        else:
+            with self._lock:
+                if key in self._entries:
+                    self._entries.move_to_end(key)
+        result = copy.deepcopy(entry.result)
+        result["computed_at"] = entry.computed_at
+        result["max_age_s"] = max_age
         return result
 
+    def _compute(self, key: tuple[Any, ...], fn: Callable[..., dict[str, Any]],
+                 kwargs: dict[str, Any]) -> _Entry:
+        """Compute ``key`` now, or wait for the computation of it already under way."""
+        with self._lock:
+            flight = self._flights.get(key)
+            owner = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if owner:
+            self._run(key, flight, fn, kwargs)
+        else:
+            flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        assert flight.entry is not None
+        return flight.entry
 
-def view_routes(store: SQLiteStore, settings: ServerSettings) -> list[BaseRoute]:
-    """The ``/api/...`` view routes over ``store``."""
+    def _run(self, key: tuple[Any, ...], flight: _Flight,
+             fn: Callable[..., dict[str, Any]], kwargs: dict[str, Any]) -> None:
+        try:
+            with self.store.reader() as conn, queries.snapshot(conn):
+                started = time.monotonic()
+                computed_at = queries.ns_to_iso(time.time_ns())
+                version = queries.data_version(conn)
+                result = fn(conn, **kwargs)
+            flight.entry = _Entry(result, version, started, computed_at or "")
+            with self._lock:
+                self._entries[key] = flight.entry
+                self._entries.move_to_end(key)
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+        except BaseException as exc:
+            flight.error = exc
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
 
-    cache = _InsightsCache()
+    def _refresh_in_background(self, key: tuple[Any, ...], fn: Callable[..., dict[str, Any]],
+                               kwargs: dict[str, Any]) -> None:
+        with self._lock:
+            if self._refreshing or key in self._flights:
+                return
+            self._refreshing = True
+            flight = self._flights[key] = _Flight()
+
+        def refresh() -> None:
+            try:
+                self._run(key, flight, fn, kwargs)
+                if flight.error is not None:
+                    logger.warning("insights refresh of %s failed: %s", key[0], flight.error)
+            finally:
+                with self._lock:
+                    self._refreshing = False
+
+        threading.Thread(target=refresh, name="insights-refresh", daemon=True).start()
+
+
+def view_routes(store: SQLiteStore, settings: ServerSettings, *,
+                insights_max_age_s: float | None = None) -> list[BaseRoute]:
+    """The ``/api/...`` view routes over ``store``. Insights are served from an
+    ``InsightsCache`` with ``insights_max_age_s`` (default: the settings'
+    ``insights_max_age_s`` if they have one, else ``DEFAULT_INSIGHTS_MAX_AGE_S``)."""
+
+    if insights_max_age_s is None:
+        insights_max_age_s = float(getattr(settings, "insights_max_age_s",
+                                           DEFAULT_INSIGHTS_MAX_AGE_S))
+    cache = InsightsCache(store, max_age_s=insights_max_age_s)
 
     def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with store.reader() as conn, queries.snapshot(conn):
@@ -148,9 +293,13 @@ def view_routes(store: SQLiteStore, settings: ServerSettings) -> list[BaseRoute]
             except InvalidQuery as exc:
                 raise BadRequest(str(exc)) from None
 
-    def run_cached(fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-        with store.reader() as conn, queries.snapshot(conn):
-            return cache.get(conn, fn, **kwargs)
+    def run_cached(fn: Callable[..., dict[str, Any]], p: _Params,
+                   **kwargs: Any) -> dict[str, Any]:
+        max_age = p.number("max_age_s", None, 0.0, MAX_INSIGHTS_MAX_AGE_S)
+        try:
+            return cache.get(fn, max_age_s=max_age, **kwargs)
+        except InvalidQuery as exc:
+            raise BadRequest(str(exc)) from None
 
     def window(start: str | None, end: str | None) -> dict[str, int | None]:
         if start is None or end is None:
@@ -222,16 +371,16 @@ def view_routes(store: SQLiteStore, settings: ServerSettings) -> list[BaseRoute]
         return JSONResponse(task)
 
     def session_insights(request: Request) -> Response:
-        p = _Params(request, (*_RANGE_PARAMS, "user_id", "top"))
+        p = _Params(request, (*_RANGE_PARAMS, "user_id", "top", "max_age_s"))
         start, end = p.time_range()
-        return JSONResponse(run_cached(queries.session_insights, from_ns=start, to_ns=end,
+        return JSONResponse(run_cached(queries.session_insights, p, from_ns=start, to_ns=end,
                                        user_id=p.text("user_id"),
                                        top_inputs=p.integer("top", 5, 1, 100)))
 
     def user_insights(request: Request) -> Response:
-        p = _Params(request, (*_RANGE_PARAMS, "top"))
+        p = _Params(request, (*_RANGE_PARAMS, "top", "max_age_s"))
         start, end = p.time_range()
-        result = run_cached(queries.user_insights, from_ns=start, to_ns=end,
+        result = run_cached(queries.user_insights, p, from_ns=start, to_ns=end,
                             top=p.integer("top", 10, 1, 100))
         result["top_users"] = [with_user_links(u) for u in result["top_users"]]
         return JSONResponse(result)

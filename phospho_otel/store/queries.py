@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import json
 import math
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -560,6 +562,92 @@ def _flagged_index(conn: sqlite3.Connection) -> str:
     return "INDEXED BY tasks_flagged" if row else ""
 
 
+def _sessions_per_day(
+    conn: sqlite3.Connection, from_ns: int | None, to_ns: int | None, user_id: str | None
+) -> list[dict[str, Any]]:
+    """Sessions per UTC day, through an index on ``start_ns`` without sorting: a
+    recursive query jumps from one non-empty day to the next (``min(start_ns)`` at or
+    after the next midnight, one index probe each) and counts each day as a range."""
+    where, params = _session_filters(from_ns, to_ns, user_id)
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    first = conn.execute(f"SELECT min(start_ns) FROM sessions{clause}", params).fetchone()[0]
+    if first is None:
+        return []
+    if first < 0:  # before 1970: SQL division truncates towards zero; group the slow way
+        rows = conn.execute(
+            f"SELECT start_ns / {NS_PER_DAY} AS day, count(*) FROM sessions{clause}"
+            " GROUP BY day ORDER BY day",
+            params,
+        ).fetchall()
+    else:
+        # One lower and one upper bound per probe (max/min of the range and the day), so
+        # that the index search starts at the day, not at ``from``.
+        user = "user_id = :user AND " if user_id is not None else ""
+        rows = conn.execute(
+            "WITH RECURSIVE d(day) AS ("
+            f" SELECT :first / {NS_PER_DAY}"
+            f" UNION ALL SELECT (SELECT min(start_ns) FROM sessions WHERE {user}"
+            f" start_ns >= max(:lo, (d.day + 1) * {NS_PER_DAY}) AND start_ns < :hi)"
+            f" / {NS_PER_DAY} FROM d WHERE d.day IS NOT NULL)"
+            f" SELECT day, (SELECT count(*) FROM sessions WHERE {user}"
+            f" start_ns >= max(:lo, day * {NS_PER_DAY})"
+            f" AND start_ns < min(:hi, (day + 1) * {NS_PER_DAY}))"
+            " FROM d WHERE day IS NOT NULL",
+            {"first": first, "user": user_id,
+             "lo": -(2**63) if from_ns is None else from_ns,
+             "hi": 2**63 - 1 if to_ns is None else to_ns},
+        ).fetchall()
+    return [
+        {"date": ns_to_iso(day * NS_PER_DAY)[:10], "sessions": count}  # type: ignore[index]
+        for day, count in rows
+    ]
+
+
+def _endings(
+    conn: sqlite3.Connection, where: list[str], params: list[Any], top_inputs: int
+) -> list[dict[str, Any]]:
+    """The sessions' last tasks grouped by (feedback flag, status), each group with its
+    ``top_inputs`` most frequent last inputs (ties by input, null first).
+
+    One scan of ``sessions`` (``last_status`` and ``last_input`` are rollup columns); the
+    last task's flag is one probe of the small ``tasks_flagged`` index, made only for
+    sessions with some feedback (a NULL key skips the probe). The rows are counted in
+    Python (``Counter``): SQLite's GROUP BY + window functions over ~100k mostly distinct
+    inputs cost several times more."""
+    cond = (" WHERE " + " AND ".join(f"s.{w}" for w in where)) if where else ""
+    cur = conn.cursor()
+    cur.row_factory = None  # plain tuples: hashable, cheap
+    counts = Counter(cur.execute(
+        "SELECT t.flag, s.last_status, s.last_input FROM sessions s"
+        f" LEFT JOIN tasks t {_flagged_index(conn)} ON t.task_id ="
+        " (CASE WHEN s.success_count + s.failure_count > 0 THEN s.last_task_id END)"
+        f" AND t.flag IS NOT NULL{cond}",
+        params,
+    ))
+    totals: dict[tuple[Any, Any], int] = {}
+    candidates: dict[tuple[Any, Any], list[tuple[int, bool, str, Any]]] = {}
+    for (flag, status, last_input), count in counts.items():
+        key = (flag, status)
+        totals[key] = totals.get(key, 0) + count
+        # SQLite's order: count descending, then input with NULL first
+        candidates.setdefault(key, []).append(
+            (-count, last_input is not None, last_input or "", last_input))
+    endings = [
+        {
+            "flag": flag,
+            "status": status,
+            "sessions": totals[(flag, status)],
+            "top_inputs": [
+                {"input": last_input, "sessions": -neg}
+                for neg, _, _, last_input in heapq.nsmallest(top_inputs, entries)
+            ],
+        }
+        for (flag, status), entries in candidates.items()
+    ]
+    endings.sort(key=lambda g: (-g["sessions"], str(g["flag"]), str(g["status"])))
+    return endings
+
+
 def session_insights(
     conn: sqlite3.Connection,
     *,
@@ -574,9 +662,14 @@ def session_insights(
     histogram of session lengths (in tasks), sessions per UTC day, and ``endings``: the
     sessions' last tasks grouped by (feedback flag, status), each with its most frequent
     last inputs.
+
+    Cost at 100,000 sessions (``benchmarks/bench_views.py``): totals one scan of the
+    rollup, histogram and quantiles index-only, sessions per day index range counts,
+    endings one scan plus an index probe per session with feedback.
     """
     where, params = _session_filters(from_ns, to_ns, user_id)
     clause = (" WHERE " + " AND ".join(where)) if where else ""
+    plus = "+" if where else ""
     n, avg_duration, avg_tasks, task_sum, successes, failures, errors = conn.execute(
         "SELECT count(*), avg(end_ns - start_ns), avg(task_count), total(task_count),"
         f" total(success_count), total(failure_count), total(error_count) FROM sessions{clause}",
@@ -585,46 +678,13 @@ def session_insights(
     histogram = [
         {"task_count": length, "sessions": count}
         for length, count in conn.execute(
-            f"SELECT task_count, count(*) FROM sessions{clause} GROUP BY task_count"
-            " ORDER BY task_count",
+            # Unfiltered: the task_count index, in order. Filtered: "+" keeps the planner
+            # on the filter's index (it would walk all of sessions_by_task_count instead).
+            f"SELECT task_count, count(*) FROM sessions{clause} GROUP BY {plus}task_count"
+            f" ORDER BY {plus}task_count",
             params,
         )
     ]
-    per_day = [
-        {"date": ns_to_iso(day * NS_PER_DAY)[:10], "sessions": count}  # type: ignore[index]
-        for day, count in conn.execute(
-            f"SELECT start_ns / {NS_PER_DAY} AS day, count(*) FROM sessions{clause}"
-            " GROUP BY day ORDER BY day",
-            params,
-        )
-    ]
-    join_where = " AND ".join(f"s.{w}" for w in where)
-    join_clause = f" WHERE {join_where}" if where else ""
-    groups: dict[tuple[str | None, str | None], dict[str, Any]] = {}
-    # Top inputs per (flag, status) group in SQL: real last inputs are mostly distinct, so
-    # only the top rows of each group come back to Python.
-    for flag, status, last_input, count, group_total in conn.execute(
-        # The last task's flag is looked up only in sessions with some feedback at all,
-        # in the small covering index of flagged tasks.
-        "WITH g AS (SELECT CASE WHEN s.success_count + s.failure_count > 0 THEN"
-        f" (SELECT t.flag FROM tasks t {_flagged_index(conn)} WHERE t.task_id = s.last_task_id"
-        " AND t.flag IS NOT NULL) END AS flag,"
-        " s.last_status AS status, s.last_input AS input, count(*) AS c FROM sessions s"
-        f"{join_clause} GROUP BY 1, 2, 3),"
-        " r AS (SELECT flag, status, input, c,"
-        " row_number() OVER (PARTITION BY flag, status ORDER BY c DESC, input) AS rn,"
-        " sum(c) OVER (PARTITION BY flag, status) AS total FROM g)"
-        " SELECT flag, status, input, c, total FROM r WHERE rn <= ? ORDER BY total DESC, rn",
-        [*params, top_inputs],
-    ):
-        group = groups.setdefault(
-            (flag, status),
-            {"flag": flag, "status": status, "sessions": group_total, "top_inputs": []},
-        )
-        group["top_inputs"].append({"input": last_input, "sessions": count})
-    endings = sorted(
-        groups.values(), key=lambda g: (-g["sessions"], str(g["flag"]), str(g["status"]))
-    )
     return {
         "session_count": n,
         "task_count": int(task_sum),
@@ -636,8 +696,8 @@ def session_insights(
         "failure_count": int(failures),
         "error_count": int(errors),
         "length_histogram": histogram,
-        "sessions_per_day": per_day,
-        "endings": endings,
+        "sessions_per_day": _sessions_per_day(conn, from_ns, to_ns, user_id),
+        "endings": _endings(conn, where, params, top_inputs),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,22 +83,31 @@ class TestViews:
 
     def test_insights_follow_new_data(self, server: AggregatorServer,
                                       client: httpx.Client) -> None:
-        """Insights are cached per data version: a new write shows up at once."""
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-        )
-
+        """A write shows in the insights within max_age_s (polled), and at once with
+        ?max_age_s=0; computed_at and max_age_s say how fresh a result is."""
         from .otlp import request, task_span
 
-        assert client.get("/api/insights/sessions").json()["session_count"] == 3
-        req: ExportTraceServiceRequest = request(task_span(
+        first = client.get("/api/insights/sessions").json()
+        assert first["session_count"] == 3
+        assert first["max_age_s"] == 2.0
+        assert queries.iso_to_ns(first["computed_at"]) > 0
+        assert client.get("/api/insights/users").json()["user_count"] == 3
+        req = request(task_span(
             "d1", "2026-01-13T00:00:00Z", "2026-01-13T00:00:01Z", input="x", session_id="s4",
             user_id="dave"))
         r = client.post("/v1/traces", content=req.SerializeToString(),
                         headers={"Content-Type": "application/x-protobuf"})
         assert r.status_code == 200
-        assert client.get("/api/insights/sessions").json()["session_count"] == 4
-        assert client.get("/api/insights/users").json()["user_count"] == 4
+        written = time.monotonic()
+        fresh = client.get("/api/insights/users", params={"max_age_s": "0"}).json()
+        assert (fresh["user_count"], fresh["max_age_s"]) == (4, 0.0)
+        deadline = written + first["max_age_s"] + 2.0  # + slack for a loaded machine
+        while (s := client.get("/api/insights/sessions").json())["session_count"] != 4:
+            assert s["session_count"] == 3
+            assert time.monotonic() < deadline, "write not visible within max_age_s"
+            time.sleep(0.05)
+        assert s["computed_at"] > first["computed_at"]
+        assert s["sessions_per_day"][-1] == {"date": "2026-01-13", "sessions": 1}
 
 
 class TestErrors:
@@ -117,6 +127,9 @@ class TestErrors:
         ("/api/users", {"sort": "duration_s"}, "sort"),
         ("/api/tasks/a1", {"x": "1"}, "x"),
         ("/api/insights/sessions", {"to": "soon"}, "to"),
+        ("/api/insights/sessions", {"max_age_s": "-1"}, "max_age_s"),
+        ("/api/insights/users", {"max_age_s": "soon"}, "max_age_s"),
+        ("/api/insights/users", {"max_age_s": "nan"}, "max_age_s"),
     ])
     def test_bad_params(self, client: httpx.Client, path: str, params: dict[str, str],
                         fragment: str) -> None:
