@@ -28,6 +28,11 @@ _OFFSET = _param("offset", "query", "rows to skip (deeper pages: use cursor)",
                  {"type": "integer", "minimum": 0, "maximum": 10_000})
 _CURSOR = _param("cursor", "query", "next_cursor of the previous page (instead of offset)",
                  {"type": "string"})
+_MAX_AGE = _param("max_age_s", "query",
+                  "serve a cached result at most this old while data changes (0: compute now)",
+                  {"type": "number", "minimum": 0, "maximum": 3600})
+_FRESHNESS = {"computed_at": {"type": "string", "format": "date-time"},
+              "max_age_s": {"type": "number"}}
 _TOP = _param("top", "query", "how many top items to list", {"type": "integer", "minimum": 1,
                                                              "maximum": 100})
 
@@ -131,12 +136,14 @@ _DOCUMENT: dict[str, Any] = {
                 "length_histogram": {"type": "array", "items": {"type": "object"}},
                 "sessions_per_day": {"type": "array", "items": {"type": "object"}},
                 "endings": {"type": "array", "items": {"type": "object"},
-                            "description": "last tasks grouped by flag and status"}}},
+                            "description": "last tasks grouped by flag and status"},
+                **_FRESHNESS}},
             "UserInsights": {"type": "object", "properties": {
                 "user_count": _INT, "avg_tasks_per_user": _NUM, "median_tasks_per_user": _NUM,
                 "p90_tasks_per_user": _NUM, "avg_sessions_per_user": _NUM, "success_rate": _NUM,
                 "tasks_per_user": {"type": "array", "items": {"type": "object"}},
-                "top_users": {"type": "array", "items": {"$ref": "#/components/schemas/User"}}}},
+                "top_users": {"type": "array", "items": {"$ref": "#/components/schemas/User"}},
+                **_FRESHNESS}},
             "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
                 "status": _INT, "message": {"type": "string"}}}}},
         },
@@ -178,10 +185,10 @@ _DOCUMENT: dict[str, Any] = {
             [_param("task_id", "path", "task id", {"type": "string"}, True)], "Task",
             not_found=True),
         "/api/insights/sessions": _get(
-            "Session figures over the time range", [_FROM, _TO, _USER_PARAM, _TOP],
+            "Session figures over the time range", [_FROM, _TO, _USER_PARAM, _TOP, _MAX_AGE],
             "SessionInsights"),
         "/api/insights/users": _get(
-            "User figures over the time range", [_FROM, _TO, _TOP], "UserInsights"),
+            "User figures over the time range", [_FROM, _TO, _TOP, _MAX_AGE], "UserInsights"),
     },
 }
 
