@@ -256,15 +256,21 @@ def main(verbose: bool) -> None:
               help="largest request accepted [env PHOSPHO_MAX_BODY_BYTES]")
 @click.option("--jaeger-ui-url", default=None,
               help="Jaeger UI for links [env PHOSPHO_JAEGER_UI_URL]")
+@click.option("--sqlite-synchronous", type=click.Choice(["FULL", "NORMAL"], case_sensitive=False),
+              default=None, help="FULL: acknowledged data survives power loss; NORMAL: a "
+              "killed process, faster [env PHOSPHO_SQLITE_SYNCHRONOUS; default FULL]")
 def serve(db: str | None, host: str | None, http_port: int | None, grpc_port: int | None,
-          token: str | None, max_body_bytes: int | None, jaeger_ui_url: str | None) -> None:
+          token: str | None, max_body_bytes: int | None, jaeger_ui_url: str | None,
+          sqlite_synchronous: str | None) -> None:
     """Run the aggregator until SIGTERM or SIGINT."""
     from phospho_otel.server import AggregatorServer
 
     settings = ServerSettings.from_env(db=db, host=host, http_port=http_port,
                                        grpc_port=grpc_port, token=token,
                                        max_body_bytes=max_body_bytes,
-                                       jaeger_ui_url=jaeger_ui_url)
+                                       jaeger_ui_url=jaeger_ui_url,
+                                       sqlite_synchronous=sqlite_synchronous
+                                       and sqlite_synchronous.upper())
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

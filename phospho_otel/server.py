@@ -90,7 +90,7 @@ class AggregatorServer:
 
         s = self.settings
         try:
-            self.store = SQLiteStore(s.db)
+            self.store = SQLiteStore(s.db, synchronous=s.sqlite_synchronous)
             self.ingestor = Ingestor(self.store)
             sock = _bind(s.host, s.http_port)
             self._sock = sock

@@ -18,7 +18,9 @@ __all__ = [
     "PHOSPHO_JAEGER_PREFIX",
     "PHOSPHO_JAEGER_UI_URL",
     "PHOSPHO_MAX_BODY_BYTES",
+    "PHOSPHO_SQLITE_SYNCHRONOUS",
     "PHOSPHO_TOKEN",
+    "SQLITE_SYNCHRONOUS_LEVELS",
     "ServerSettings",
 ]
 
@@ -36,6 +38,10 @@ PHOSPHO_TOKEN = "PHOSPHO_TOKEN"
 """When set, ingest and the API require ``Authorization: Bearer <token>``."""
 PHOSPHO_MAX_BODY_BYTES = "PHOSPHO_MAX_BODY_BYTES"
 """Largest request body accepted, after decompression (default 64 MiB)."""
+PHOSPHO_SQLITE_SYNCHRONOUS = "PHOSPHO_SQLITE_SYNCHRONOUS"
+"""SQLite ``synchronous`` level: ``FULL`` (default; an acknowledged span survives a power
+loss) or ``NORMAL`` (survives a killed process; faster commits)."""
+SQLITE_SYNCHRONOUS_LEVELS = ("FULL", "NORMAL")
 PHOSPHO_JAEGER_PREFIX = "PHOSPHO_JAEGER_PREFIX"
 """Path prefix of the Jaeger-compatible query API (default ``/jaeger``)."""
 PHOSPHO_JAEGER_UI_URL = "PHOSPHO_JAEGER_UI_URL"
@@ -51,6 +57,18 @@ def _env_int(name: str, default: int) -> int:
     except ValueError:
         logger.warning("ignoring %s=%r: not an integer; using %d", name, raw, default)
         return default
+
+
+def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.upper() not in choices:
+        logger.warning(
+            "ignoring %s=%r: not one of %s; using %s", name, raw, "|".join(choices), default
+        )
+        return default
+    return raw.upper()
 
 
 def _env_str(name: str, default: str | None) -> str | None:
@@ -70,6 +88,8 @@ class ServerSettings:
     max_body_bytes: int = 64 * 1024 * 1024
     jaeger_prefix: str = "/jaeger"
     jaeger_ui_url: str | None = None
+    sqlite_synchronous: str = "FULL"
+    """``FULL`` or ``NORMAL``, see ``PHOSPHO_SQLITE_SYNCHRONOUS``."""
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerSettings:
@@ -83,6 +103,9 @@ class ServerSettings:
             "max_body_bytes": _env_int(PHOSPHO_MAX_BODY_BYTES, cls.max_body_bytes),
             "jaeger_prefix": _env_str(PHOSPHO_JAEGER_PREFIX, cls.jaeger_prefix),
             "jaeger_ui_url": _env_str(PHOSPHO_JAEGER_UI_URL, None),
+            "sqlite_synchronous": _env_choice(
+                PHOSPHO_SQLITE_SYNCHRONOUS, SQLITE_SYNCHRONOUS_LEVELS, cls.sqlite_synchronous
+            ),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

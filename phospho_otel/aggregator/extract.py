@@ -52,6 +52,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from phospho_otel.aggregator.rollup import Rollup, rollup
 from phospho_otel.semconv import (
     FeedbackFlagValues,
     ForeignAttributes,
@@ -135,6 +136,10 @@ class Extraction(NamedTuple):
     counters: dict[str, int]
     problems: list[str]
     """Up to ``MAX_PROBLEMS`` human-readable reasons for rejected or skipped spans."""
+    rollup: Rollup | None = None
+    """The sessions and users rollup of ``tasks`` as if every task were new and had no
+    feedback (``aggregator.rollup``), computed here so that the store's writer thread
+    does not have to; None when there are no tasks or a task id repeats."""
 
 
 MAX_PROBLEMS = 5
@@ -471,4 +476,9 @@ def extract(
                         _STATUS_NAMES[status_code] if status_code < 3 else "unset",
                     )
                 )
-    return Extraction(groups, tasks, feedback, span_count, rejected, counters, problems)
+    batch_rollup = None
+    if tasks and len({task.task_id for task in tasks}) == len(tasks):
+        batch_rollup = rollup(tasks)
+    return Extraction(
+        groups, tasks, feedback, span_count, rejected, counters, problems, batch_rollup
+    )

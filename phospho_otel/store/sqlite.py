@@ -29,15 +29,30 @@ How a request is written (one transaction), following the merge rules of ``schem
    to no session but counts for its user (``task_count``, first/last seen, flags).
 6. Counters are added to the ``counters`` table.
 
-Speed: rows go in with multi-row ``INSERT``s (``_BulkInsert``), the per-session and
-per-user rollup of a batch is computed in Python and merged with one upsert per row, and
-WAL checkpoints run in a background thread (``PASSIVE``; the writer does a ``RESTART``
-past ``MAX_WAL_BYTES`` so that the WAL starts over under sustained load). The CPU-bound
-extraction is left to the caller (``write_extracted``), see ``receiver.ingest``.
+Speed: the one writer thread is the bottleneck of ingest, so it does as little as it
+can, in as few statements as it can (each statement hands the GIL over and must win it
+back, up to the switch interval when other threads are busy):
+
+* rows go in with multi-row ``INSERT``s (``_BulkInsert``); id lookups take all ids in
+  one statement (``json_each``) instead of chunks of ``IN (?, ...)``;
+* the per-session and per-user rollup of a request (``aggregator.rollup``) is computed
+  by ``extract`` in the receiving thread; the writer merges it with one multi-row upsert
+  per table (it recomputes it only when some task was not new or had feedback);
+* duplicates are found without a savepoint: new ``spans`` rows are those past the
+  largest rowid before the insert (a savepoint would copy every index page the insert
+  touches into a sub-journal);
+* WAL checkpoints run in a background thread (``PASSIVE``; the writer does a
+  ``RESTART`` past ``MAX_WAL_BYTES`` so that the WAL starts over under sustained load).
+
+The CPU-bound extraction is left to the caller (``write_extracted``), see
+``receiver.ingest``. What remains is mostly SQLite's own work: about 14 B-tree updates per
+task span, and at commit one WAL frame per page dirtied (the random-key indexes dirty
+most of their pages in every transaction of thousands of spans).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -59,6 +74,7 @@ from phospho_otel.aggregator.extract import (
     TaskRecord,
     extract,
 )
+from phospho_otel.aggregator.rollup import Rollup, rollup
 from phospho_otel.store import schema
 from phospho_otel.store.base import WriteResult
 
@@ -66,18 +82,17 @@ __all__ = ["CHECKPOINT_WAL_BYTES", "MAX_WAL_BYTES", "SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 2000
-"""Ids per ``IN (...)`` lookup (SQLite allows 32766 variables; small chunks stay fast)."""
-
-_BULK_SIZES = (2048, 512, 128, 32, 8, 1)
-"""Rows per multi-row statement; a batch is cut greedily into these sizes, so that only
-a few distinct statements exist (and stay in the statement cache)."""
+_BULK_MAX_ROWS = 8192
+"""Rows per multi-row statement at most: a collector's whole batch (rotel sends 8192
+spans) in one statement per table. Fewer when the columns would pass SQLite's limit on
+parameters (Python's bundled SQLite allows 250000; 1638 rows of 20 columns under
+SQLite's default of 32766)."""
 
 
 class _BulkInsert:
     """``INSERT ... VALUES (...), (...), ... [tail]`` over many rows per statement.
 
-    One statement per up to 2048 rows instead of one per row (``executemany``): the
+    One statement per up to ``_BULK_MAX_ROWS`` rows instead of one per row (``executemany``): the
     sqlite3 module releases the GIL around each statement step and the writer must win
     it back, which, with other threads busy in Python (receivers, extraction), costs up
     to the interpreter's switch interval per step. Per batch this is a handful of waits,
@@ -98,14 +113,27 @@ class _BulkInsert:
             sql = self._sql[size] = f"{self.head} VALUES {','.join([self.row] * size)} {self.tail}"
         return sql
 
+    def sizes(self, conn: sqlite3.Connection) -> list[int]:
+        """Rows per statement: the most the parameter limit allows, then powers of two
+        below it. A batch is cut greedily into these sizes: a few statements per batch
+        (one per power of two for the remainder), and few distinct statements (they stay
+        in the statement cache)."""
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        largest = max(1, min(_BULK_MAX_ROWS, limit // self.columns))
+        sizes = [largest]
+        power = 1 << (largest.bit_length() - 1)
+        if power == largest:
+            power >>= 1
+        while power:
+            sizes.append(power)
+            power >>= 1
+        return sizes
+
     def run(self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
         """Insert the rows; returns the number of rows changed."""
-        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         changed = 0
         start, total = 0, len(rows)
-        for size in _BULK_SIZES:
-            if size * self.columns > limit:
-                continue
+        for size in self.sizes(conn):
             while total - start >= size:
                 params = list(chain.from_iterable(rows[start : start + size]))
                 changed += conn.execute(self._statement(size), params).rowcount
@@ -204,9 +232,10 @@ MAX_WAL_BYTES = 8 * CHECKPOINT_WAL_BYTES
 """Past this size the writer checkpoints the WAL to its end (RESTART) between two
 transactions, so that the WAL starts over instead of growing without bound."""
 
-_ADD_COUNTER = (
-    "INSERT INTO counters (name, value) VALUES (?, ?) "
-    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value"
+_ADD_COUNTERS = _BulkInsert(
+    "INSERT INTO counters (name, value)",
+    2,
+    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
 )
 
 _Feedback = tuple[str, int, str | None, str]
@@ -214,13 +243,14 @@ _Feedback = tuple[str, int, str | None, str]
 _NO_FEEDBACK: tuple[None, None, None, None] = (None, None, None, None)
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _in_json(column: str) -> str:
+    """``<column> IN <the strings of a JSON array>``, for any number of ids in one
+    statement (one parameter: ``_json_ids``). Fewer statements mean fewer GIL hand-offs
+    for the writer (each costs up to the switch interval when other threads are busy)."""
+    return f"{column} IN (SELECT value FROM json_each(?))"
 
 
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
+_json_ids = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class SQLiteStore:
@@ -255,7 +285,9 @@ class SQLiteStore:
         self._synchronous = synchronous.upper()
         self._checkpoint_wal_bytes = checkpoint_wal_bytes
         self._max_wal_bytes = max_wal_bytes
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, cached_statements=256
+        )
         conn = self._conn
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
@@ -362,7 +394,7 @@ class SQLiteStore:
             try:
                 counters: dict[str, int] = {}
                 results = [self._write_one(conn, x, counters) for x in extractions]
-                conn.executemany(_ADD_COUNTER, [(k, v) for k, v in counters.items() if v])
+                _ADD_COUNTERS.run(conn, [(k, v) for k, v in counters.items() if v])
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -441,33 +473,22 @@ class SQLiteStore:
             rows.extend(origin_id + row for row in group)
         if not rows:
             return 0, None
-        conn.execute("SAVEPOINT spans")
+        # ``spans`` is a rowid table that only grows: the rows this insert adds are
+        # exactly those after the largest rowid before it (no savepoint to roll back:
+        # one would copy every index page it touches into a sub-journal).
+        before = conn.execute("SELECT max(rowid) FROM spans").fetchone()[0] or 0
         inserted = _INSERT_SPAN.run(conn, rows)
         if inserted == len(rows):
-            conn.execute("RELEASE spans")
             return inserted, None
-        # Some spans were already there (a retry): find which, then insert the others.
-        conn.execute("ROLLBACK TO spans")
-        conn.execute("RELEASE spans")
-        existing: set[tuple[bytes, bytes]] = set()
-        trace_ids = list({row[1] for row in rows})
-        for chunk in _chunks(trace_ids):
-            existing.update(
-                conn.execute(
-                    "SELECT trace_id, span_id FROM spans "
-                    f"WHERE trace_id IN ({_placeholders(len(chunk))})",
-                    chunk,
-                ).fetchall()
-            )
-        new_rows = []
-        new_keys: set[tuple[bytes, bytes]] = set()
-        for row in rows:
-            key = (row[1], row[2])
-            if key not in existing and key not in new_keys:
-                new_keys.add(key)
-                new_rows.append(row)
-        _INSERT_SPAN.run(conn, new_rows)
-        return len(new_rows), new_keys
+        # Some spans were already there (a retry), or repeated within the request.
+        new_keys: set[tuple[bytes, bytes]] = set(
+            conn.execute(
+                "SELECT trace_id, span_id FROM spans WHERE rowid > ?", (before,)
+            ).fetchall()
+        )
+        if len(new_keys) != inserted:
+            raise RuntimeError("spans: new rows are not the last rowids; nothing written")
+        return inserted, new_keys
 
     def _write_one(
         self, conn: sqlite3.Connection, x: Extraction, counters: dict[str, int]
@@ -485,7 +506,9 @@ class SQLiteStore:
         if feedback:
             _INSERT_FEEDBACK.run(conn, feedback)
         updates = _Updates()
-        inserted_ids = self._apply_tasks(conn, tasks, updates, counters)
+        inserted_ids = self._apply_tasks(
+            conn, tasks, updates, counters, x.rollup if new_keys is None else None
+        )
         if feedback:
             self._apply_feedback(
                 conn, {f.task_id for f in feedback} - inserted_ids, updates
@@ -531,8 +554,10 @@ class SQLiteStore:
         tasks: list[TaskRecord],
         updates: _Updates,
         counters: dict[str, int],
+        precomputed: Rollup | None = None,
     ) -> set[str]:
-        """Insert new task ids, replace older versions; returns the inserted task ids."""
+        """Insert new task ids, replace older versions; returns the inserted task ids.
+        ``precomputed`` is the rollup of ``tasks`` if all are new and have no feedback."""
         if not tasks:
             return set()
         latest: dict[str, TaskRecord] = {}
@@ -546,14 +571,12 @@ class SQLiteStore:
                 if (task.end_ns, task.span_id) > (seen.end_ns, seen.span_id):
                     latest[task.task_id] = task
         existing: dict[str, tuple[bytes, int, str | None, str | None]] = {}
-        ids = list(latest)
-        for chunk in _chunks(ids):
-            for task_id, span_id, end_ns, session_id, user_id in conn.execute(
-                "SELECT task_id, span_id, end_ns, session_id, user_id FROM tasks "
-                f"WHERE task_id IN ({_placeholders(len(chunk))})",
-                chunk,
-            ):
-                existing[task_id] = (span_id, end_ns, session_id, user_id)
+        for task_id, span_id, end_ns, session_id, user_id in conn.execute(
+            "SELECT task_id, span_id, end_ns, session_id, user_id FROM tasks "
+            f"WHERE {_in_json('task_id')}",
+            (_json_ids(list(latest)),),
+        ):
+            existing[task_id] = (span_id, end_ns, session_id, user_id)
         new_tasks: list[TaskRecord] = []
         for task_id, task in latest.items():
             old = existing.get(task_id)
@@ -574,12 +597,10 @@ class SQLiteStore:
         if not new_tasks:
             return set()
         flags = self._latest_feedback(conn, [t.task_id for t in new_tasks])
-        if flags:
-            rows = [task + flags.get(task[0], _NO_FEEDBACK) for task in new_tasks]
-        else:
-            rows = [task + _NO_FEEDBACK for task in new_tasks]
-        _INSERT_TASK.run(conn, rows)
-        self._merge_rollups(conn, new_tasks, flags)
+        _INSERT_TASK.run(conn, _task_rows(new_tasks, flags))
+        if precomputed is None or flags or len(new_tasks) != len(tasks):
+            precomputed = rollup(new_tasks, flags)
+        self._merge_rollups(conn, precomputed)
         return {t.task_id for t in new_tasks}
 
     def _latest_feedback(
@@ -587,104 +608,48 @@ class SQLiteStore:
     ) -> dict[str, _Feedback]:
         """The latest feedback of each of these tasks that has any."""
         latest: dict[str, _Feedback] = {}
-        for chunk in _chunks(task_ids):
-            for task_id, flag, time_ns, notes, source in conn.execute(
-                "SELECT task_id, flag, time_ns, notes, source FROM feedback "
-                f"WHERE task_id IN ({_placeholders(len(chunk))}) "
-                "ORDER BY task_id, time_ns, trace_id, span_id",
-                chunk,
-            ):
-                latest[task_id] = (flag, time_ns, notes, source)
+        for task_id, flag, time_ns, notes, source in conn.execute(
+            "SELECT task_id, flag, time_ns, notes, source FROM feedback "
+            f"WHERE {_in_json('task_id')} ORDER BY task_id, time_ns, trace_id, span_id",
+            (_json_ids(task_ids),),
+        ):
+            latest[task_id] = (flag, time_ns, notes, source)
         return latest
 
-    def _merge_rollups(
-        self,
-        conn: sqlite3.Connection,
-        tasks: list[TaskRecord],
-        flags: dict[str, _Feedback],
-    ) -> None:
-        """Merge brand-new tasks into ``sessions`` and ``users``.
-
-        The batch is first rolled up per session and per user in Python (plain lists,
-        tuple unpacking: this loop runs once per task), then merged with one multi-row
-        upsert per table."""
-        # session: [user, count, start, end, first_id, first_start, first_input,
-        #           last_id, last_start, last_input, last_output, last_status, ok, ko, err]
-        sessions: dict[str, list[Any]] = {}
-        # user: [count, sessions, first_seen, last_seen, ok, ko, err]
-        users: dict[str, list[Any]] = {}
-        for (
-            task_id, _, _, session_id, user_id, _, _, _, input_, output, _, _, _, start, end,
-            status,
-        ) in tasks:
-            ok = ko = 0
-            if flags:
-                fb = flags.get(task_id)
-                if fb is not None:
-                    ok = fb[0] == "success"
-                    ko = fb[0] == "failure"
-            err = status == "error"
-            if user_id is not None:
-                u = users.get(user_id)
-                if u is None:
-                    users[user_id] = [1, 0, start, end, ok, ko, err]
-                else:
-                    u[0] += 1
-                    if start < u[2]:
-                        u[2] = start
-                    if end > u[3]:
-                        u[3] = end
-                    u[4] += ok
-                    u[5] += ko
-                    u[6] += err
-            if session_id is None:
-                continue
-            s = sessions.get(session_id)
-            if s is None:
-                sessions[session_id] = [
-                    user_id, 1, start, end, task_id, start, input_,
-                    task_id, start, input_, output, status, ok, ko, err,
-                ]
-                continue
-            if user_id is not None and (s[0] is None or user_id < s[0]):
-                s[0] = user_id
-            s[1] += 1
-            if start < s[2]:
-                s[2] = start
-            if end > s[3]:
-                s[3] = end
-            if start < s[5] or (start == s[5] and task_id < s[4]):
-                s[4], s[5], s[6] = task_id, start, input_
-            if start > s[8] or (start == s[8] and task_id > s[7]):
-                s[7], s[8], s[9], s[10], s[11] = task_id, start, input_, output, status
-            s[12] += ok
-            s[13] += ko
-            s[14] += err
+    def _merge_rollups(self, conn: sqlite3.Connection, batch: Rollup) -> None:
+        """Merge the rollup of brand-new tasks into ``sessions`` and ``users``, with one
+        multi-row upsert per table. ``batch`` is not modified (a retried write merges it
+        again)."""
+        sessions, users = batch
+        # sessions gained (or lost, when a session moves to a smaller user id) per user
+        session_delta: dict[str, int] = {}
         if sessions:
-            old_users: dict[str, str | None] = {}
-            ids = list(sessions)
-            for chunk in _chunks(ids):
-                old_users.update(
-                    conn.execute(
-                        "SELECT session_id, user_id FROM sessions "
-                        f"WHERE session_id IN ({_placeholders(len(chunk))})",
-                        chunk,
-                    ).fetchall()
-                )
+            old_users: dict[str, str | None] = dict(
+                conn.execute(
+                    f"SELECT session_id, user_id FROM sessions WHERE {_in_json('session_id')}",
+                    (_json_ids(list(sessions)),),
+                ).fetchall()
+            )
             for session_id, old_user in old_users.items():
                 new_user = sessions[session_id][0]
                 if old_user is not None and (new_user is None or old_user < new_user):
                     new_user = old_user
                 if new_user != old_user:
                     if old_user is not None:
-                        _user_agg(users, old_user)[1] -= 1
-                    _user_agg(users, new_user)[1] += 1  # type: ignore[arg-type]
+                        session_delta[old_user] = session_delta.get(old_user, 0) - 1
+                    session_delta[new_user] = session_delta.get(new_user, 0) + 1
             for session_id, agg in sessions.items():
-                if agg[0] is not None and session_id not in old_users:
-                    _user_agg(users, agg[0])[1] += 1
+                user_id = agg[0]
+                if user_id is not None and session_id not in old_users:
+                    session_delta[user_id] = session_delta.get(user_id, 0) + 1
             _MERGE_SESSION.run(conn, [(k, *v) for k, v in sessions.items()])
-        if users:
-            _MERGE_USER.run(conn, [(k, *v) for k, v in users.items()])
+        rows = [
+            (k, count, n + session_delta.pop(k, 0), *rest)
+            for k, (count, n, *rest) in users.items()
+        ]
+        rows.extend((k, 0, n, None, None, 0, 0, 0) for k, n in session_delta.items())
+        if rows:
+            _MERGE_USER.run(conn, rows)
 
     # -- feedback on known tasks ---------------------------------------------------------
 
@@ -696,13 +661,12 @@ class SQLiteStore:
         if not ids:
             return
         current: dict[str, tuple[str | None, str | None, str | None]] = {}
-        for chunk in _chunks(ids):
-            for task_id, flag, session_id, user_id in conn.execute(
-                "SELECT task_id, flag, session_id, user_id FROM tasks "
-                f"WHERE task_id IN ({_placeholders(len(chunk))})",
-                chunk,
-            ):
-                current[task_id] = (flag, session_id, user_id)
+        for task_id, flag, session_id, user_id in conn.execute(
+            "SELECT task_id, flag, session_id, user_id FROM tasks "
+            f"WHERE {_in_json('task_id')}",
+            (_json_ids(ids),),
+        ):
+            current[task_id] = (flag, session_id, user_id)
         if not current:
             return  # feedback before its task: applied when the task arrives
         latest = self._latest_feedback(conn, list(current))
@@ -798,11 +762,13 @@ def _only_new(records: list[_R], new_keys: set[tuple[bytes, bytes]]) -> list[_R]
     return out
 
 
-def _user_agg(users: dict[str, list[Any]], user_id: str) -> list[Any]:
-    agg = users.get(user_id)
-    if agg is None:
-        agg = users[user_id] = [0, 0, None, None, 0, 0, 0]
-    return agg
+def _task_rows(
+    tasks: Iterable[TaskRecord], flags: dict[str, _Feedback]
+) -> list[tuple[Any, ...]]:
+    """``tasks`` rows: the records with their latest feedback (or none) appended."""
+    if flags:
+        return [task + flags.get(task[0], _NO_FEEDBACK) for task in tasks]
+    return [task + _NO_FEEDBACK for task in tasks]
 
 
 class _Updates:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from ingest_helpers import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from phospho_otel.aggregator import extract
 from phospho_otel.store import SQLiteStore, Store
 
 SEC = 1_000_000_000
@@ -467,3 +469,40 @@ class TestBadSpans:
             ]
         )
         assert [(r.tasks_new, r.tasks_updated) for r in results] == [(1, 0), (1, 0)]
+
+
+class TestFailedWrite:
+    """A failed transaction leaves nothing behind, and writing the same extraction again
+    (the Ingestor's retry, request by request) counts it once."""
+
+    def test_extraction_written_again_after_rollback(self, tmp_path: Path) -> None:
+        """The precomputed rollup of a request is not consumed by a rolled-back write."""
+        good = extract(
+            make_request(
+                [
+                    task_span("a", session_id="s", user_id="u"),
+                    task_span("b", session_id="s", user_id="u", start_ns=BASE_NS + SEC),
+                    task_span("c", session_id="s2", user_id="u"),
+                ]
+            )
+        )
+        assert good.rollup is not None
+        broken = extract(make_request([task_span("d", session_id="s3")]))
+        broken = broken._replace(tasks=[broken.tasks[0]._replace(name=None)])
+        store = SQLiteStore(tmp_path / "retried.db")
+        fresh = SQLiteStore(tmp_path / "fresh.db")
+        try:
+            with pytest.raises(sqlite3.IntegrityError):
+                store.write_extracted([good, broken])
+            assert dump(store)["tasks"] == []
+            store.write_extracted([good])
+            fresh.write_extracted([good])
+            assert dump(store) == dump(fresh)
+            with store.reader() as conn:
+                check_rollups(conn)
+                assert tuple(
+                    conn.execute("SELECT task_count, session_count FROM users").fetchone()
+                ) == (3, 2)
+        finally:
+            store.close()
+            fresh.close()
