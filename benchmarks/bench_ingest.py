@@ -1,7 +1,7 @@
 """Ingest rate (spans/s) over OTLP/HTTP and OTLP/gRPC into SQLite, against the bare decode
 rate measured in the same run.
 
-    /work/venv/bin/python benchmarks/bench_ingest.py [--quick] [--batch 8192] [--requests 24]
+    .venv/bin/python benchmarks/bench_ingest.py [--quick] [--batch 8192] [--requests 24]
 
 Every span is a task span of our convention (8 attributes, ~570 bytes: the most work per
 span: span row, task row, session and user rollups), in requests of ``--batch`` spans

@@ -1,7 +1,7 @@
 """View latency: p95 of each ``GET /api/...`` at 1,000,000 tasks / 100,000 sessions /
 10,000 users (``--quick``: 10x fewer). Target: p95 <= 50 ms.
 
-    /work/venv/bin/python benchmarks/bench_views.py [--quick] [--db PATH] [--requests N]
+    .venv/bin/python benchmarks/bench_views.py [--quick] [--db PATH] [--requests N]
         [--load-seconds S] [--write-every S] [--batch N]
 
 The data set is written **directly with SQL** into ``phospho_otel.store.schema`` (tasks,

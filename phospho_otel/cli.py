@@ -259,9 +259,12 @@ def main(verbose: bool) -> None:
 @click.option("--sqlite-synchronous", type=click.Choice(["FULL", "NORMAL"], case_sensitive=False),
               default=None, help="FULL: acknowledged data survives power loss; NORMAL: a "
               "killed process, faster [env PHOSPHO_SQLITE_SYNCHRONOUS; default FULL]")
+@click.option("--insights-max-age", type=click.FloatRange(0, 3600), default=None,
+              help="seconds an insights result may be served while data changes "
+              "[env PHOSPHO_INSIGHTS_MAX_AGE_S; default 2]")
 def serve(db: str | None, host: str | None, http_port: int | None, grpc_port: int | None,
           token: str | None, max_body_bytes: int | None, jaeger_ui_url: str | None,
-          sqlite_synchronous: str | None) -> None:
+          sqlite_synchronous: str | None, insights_max_age: float | None) -> None:
     """Run the aggregator until SIGTERM or SIGINT."""
     from phospho_otel.server import AggregatorServer
 
@@ -270,7 +273,8 @@ def serve(db: str | None, host: str | None, http_port: int | None, grpc_port: in
                                        max_body_bytes=max_body_bytes,
                                        jaeger_ui_url=jaeger_ui_url,
                                        sqlite_synchronous=sqlite_synchronous
-                                       and sqlite_synchronous.upper())
+                                       and sqlite_synchronous.upper(),
+                                       insights_max_age_s=insights_max_age)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

@@ -15,6 +15,7 @@ __all__ = [
     "PHOSPHO_GRPC_PORT",
     "PHOSPHO_HOST",
     "PHOSPHO_HTTP_PORT",
+    "PHOSPHO_INSIGHTS_MAX_AGE_S",
     "PHOSPHO_JAEGER_PREFIX",
     "PHOSPHO_JAEGER_UI_URL",
     "PHOSPHO_MAX_BODY_BYTES",
@@ -42,6 +43,9 @@ PHOSPHO_SQLITE_SYNCHRONOUS = "PHOSPHO_SQLITE_SYNCHRONOUS"
 """SQLite ``synchronous`` level: ``FULL`` (default; an acknowledged span survives a power
 loss) or ``NORMAL`` (survives a killed process; faster commits)."""
 SQLITE_SYNCHRONOUS_LEVELS = ("FULL", "NORMAL")
+PHOSPHO_INSIGHTS_MAX_AGE_S = "PHOSPHO_INSIGHTS_MAX_AGE_S"
+"""While data keeps changing, insights may be served from a result at most this many
+seconds old, refreshed in the background (default 2; 0 computes every request)."""
 PHOSPHO_JAEGER_PREFIX = "PHOSPHO_JAEGER_PREFIX"
 """Path prefix of the Jaeger-compatible query API (default ``/jaeger``)."""
 PHOSPHO_JAEGER_UI_URL = "PHOSPHO_JAEGER_UI_URL"
@@ -57,6 +61,21 @@ def _env_int(name: str, default: int) -> int:
     except ValueError:
         logger.warning("ignoring %s=%r: not an integer; using %d", name, raw, default)
         return default
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        logger.warning("ignoring %s=%r: not a number of seconds in [0, 3600]; using %s",
+                       name, raw, default)
+        return default
+    return value
 
 
 def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
@@ -90,6 +109,8 @@ class ServerSettings:
     jaeger_ui_url: str | None = None
     sqlite_synchronous: str = "FULL"
     """``FULL`` or ``NORMAL``, see ``PHOSPHO_SQLITE_SYNCHRONOUS``."""
+    insights_max_age_s: float = 2.0
+    """See ``PHOSPHO_INSIGHTS_MAX_AGE_S``."""
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerSettings:
@@ -106,6 +127,8 @@ class ServerSettings:
             "sqlite_synchronous": _env_choice(
                 PHOSPHO_SQLITE_SYNCHRONOUS, SQLITE_SYNCHRONOUS_LEVELS, cls.sqlite_synchronous
             ),
+            "insights_max_age_s": _env_seconds(PHOSPHO_INSIGHTS_MAX_AGE_S,
+                                               cls.insights_max_age_s),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -278,12 +278,9 @@ class InsightsCache:
 def view_routes(store: SQLiteStore, settings: ServerSettings, *,
                 insights_max_age_s: float | None = None) -> list[BaseRoute]:
     """The ``/api/...`` view routes over ``store``. Insights are served from an
-    ``InsightsCache`` with ``insights_max_age_s`` (default: the settings'
-    ``insights_max_age_s`` if they have one, else ``DEFAULT_INSIGHTS_MAX_AGE_S``)."""
-
+    ``InsightsCache`` with ``insights_max_age_s`` (default: the settings')."""
     if insights_max_age_s is None:
-        insights_max_age_s = float(getattr(settings, "insights_max_age_s",
-                                           DEFAULT_INSIGHTS_MAX_AGE_S))
+        insights_max_age_s = settings.insights_max_age_s
     cache = InsightsCache(store, max_age_s=insights_max_age_s)
 
     def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

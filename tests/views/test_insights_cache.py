@@ -200,3 +200,16 @@ class TestOverHttp:
             u.pop("links")
         assert {k: v for k, v in users.items() if k not in ("computed_at", "max_age_s")} == (
             exact_users)
+
+    def test_max_age_setting(self, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """PHOSPHO_INSIGHTS_MAX_AGE_S sets the server's max age; a bad value falls back to
+        the default."""
+        from phospho_otel.server import AggregatorServer
+        from phospho_otel.server_settings import ServerSettings
+
+        for raw, expected in (("0.5", 0.5), ("soon", 2.0)):
+            monkeypatch.setenv("PHOSPHO_INSIGHTS_MAX_AGE_S", raw)
+            settings = ServerSettings.from_env(db=str(db_path), http_port=0, grpc_port=0)
+            with AggregatorServer(settings) as srv:
+                body = httpx.get(f"{srv.http_url}/api/insights/sessions", timeout=10).json()
+            assert body["max_age_s"] == expected
