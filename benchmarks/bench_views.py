@@ -188,6 +188,10 @@ def populate(path: Path, n_tasks: int, n_sessions: int, n_users: int, seed: int 
             session_rows,
         )
         conn.execute(
+            "UPDATE sessions SET last_flag ="
+            " (SELECT flag FROM tasks WHERE task_id = sessions.last_task_id)"
+        )
+        conn.execute(
             "INSERT INTO users (user_id, task_count, session_count, first_seen_ns, last_seen_ns,"
             " success_count, failure_count, error_count)"
             " SELECT user_id, sum(task_count), count(*), min(start_ns), max(end_ns),"

@@ -21,7 +21,8 @@ __all__ = ["Rollup", "SessionAgg", "UserAgg", "rollup"]
 SessionAgg = list[Any]
 """``[user_id, task_count, start_ns, end_ns, first_task_id, first_start_ns, first_input,
 last_task_id, last_start_ns, last_input, last_output, last_status, success_count,
-failure_count, error_count]``: a ``sessions`` row without its id and in column order."""
+failure_count, error_count, last_flag]``: a ``sessions`` row without its id and in column
+order (``last_flag`` is the flag of the last task, from ``flags``)."""
 
 UserAgg = list[Any]
 """``[task_count, session_count, first_seen_ns, last_seen_ns, success_count,
@@ -50,11 +51,13 @@ def rollup(tasks: Iterable[Any], flags: Mapping[str, Any] | None = None) -> Roll
         status,
     ) in tasks:
         ok = ko = 0
+        flag = None
         if flags:
             fb = flags.get(task_id)
             if fb is not None:
-                ok = fb[0] == "success"
-                ko = fb[0] == "failure"
+                flag = fb[0]
+                ok = flag == "success"
+                ko = flag == "failure"
         err = status == "error"
         if user_id is not None:
             u = users.get(user_id)
@@ -75,7 +78,7 @@ def rollup(tasks: Iterable[Any], flags: Mapping[str, Any] | None = None) -> Roll
         if s is None:
             sessions[session_id] = [
                 user_id, 1, start, end, task_id, start, input_,
-                task_id, start, input_, output, status, ok, ko, err,
+                task_id, start, input_, output, status, ok, ko, err, flag,
             ]
             continue
         if user_id is not None and (s[0] is None or user_id < s[0]):
@@ -89,6 +92,7 @@ def rollup(tasks: Iterable[Any], flags: Mapping[str, Any] | None = None) -> Roll
             s[4], s[5], s[6] = task_id, start, input_
         if start > s[8] or (start == s[8] and task_id > s[7]):
             s[7], s[8], s[9], s[10], s[11] = task_id, start, input_, output, status
+            s[15] = flag
         s[12] += ok
         s[13] += ko
         s[14] += err

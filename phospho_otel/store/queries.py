@@ -18,7 +18,6 @@ import heapq
 import json
 import math
 import sqlite3
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -553,15 +552,6 @@ def _quantile_ns(
     return values[0] + (values[1] - values[0]) * (pos - lo)
 
 
-def _flagged_index(conn: sqlite3.Connection) -> str:
-    """``INDEXED BY tasks_flagged`` when the file has that index (the planner would pick
-    the primary key instead, reading whole task rows)."""
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'tasks_flagged'"
-    ).fetchone()
-    return "INDEXED BY tasks_flagged" if row else ""
-
-
 def _sessions_per_day(
     conn: sqlite3.Connection, from_ns: int | None, to_ns: int | None, user_id: str | None
 ) -> list[dict[str, Any]]:
@@ -609,24 +599,29 @@ def _endings(
     """The sessions' last tasks grouped by (feedback flag, status), each group with its
     ``top_inputs`` most frequent last inputs (ties by input, null first).
 
-    One scan of ``sessions`` (``last_status`` and ``last_input`` are rollup columns); the
-    last task's flag is one probe of the small ``tasks_flagged`` index, made only for
-    sessions with some feedback (a NULL key skips the probe). The rows are counted in
-    Python (``Counter``): SQLite's GROUP BY + window functions over ~100k mostly distinct
-    inputs cost several times more."""
-    cond = (" WHERE " + " AND ".join(f"s.{w}" for w in where)) if where else ""
+    ``last_flag``, ``last_status`` and ``last_input`` are rollup columns of ``sessions``:
+    one GROUP BY over the covering index ``sessions_by_ending`` (in index order: no sort,
+    no table rows, no look-up in ``tasks``), or over the filter's index and a sort when
+    filtered; only one row per distinct (flag, status, input) comes to Python, which
+    picks each group's top inputs."""
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
     cur = conn.cursor()
-    cur.row_factory = None  # plain tuples: hashable, cheap
-    counts = Counter(cur.execute(
-        "SELECT t.flag, s.last_status, s.last_input FROM sessions s"
-        f" LEFT JOIN tasks t {_flagged_index(conn)} ON t.task_id ="
-        " (CASE WHEN s.success_count + s.failure_count > 0 THEN s.last_task_id END)"
-        f" AND t.flag IS NOT NULL{cond}",
+    cur.row_factory = None  # plain tuples: cheap
+    flag = "last_flag"
+    if not any(row[1] == "last_flag" for row in cur.execute("PRAGMA table_info(sessions)")):
+        # a file from before last_flag, opened read-only (the store adds it at open)
+        flag = "(SELECT flag FROM tasks WHERE task_id = sessions.last_task_id)"
+    # Filtered: "+" keeps the planner on the filter's index (it would walk all of
+    # sessions_by_ending, reading each row's start_ns or user_id from the table).
+    plus = "+" if where else ""
+    counts = cur.execute(
+        f"SELECT {flag}, last_status, last_input, count(*) FROM sessions{clause}"
+        f" GROUP BY {plus}{flag}, {plus}last_status, {plus}last_input",
         params,
-    ))
+    )
     totals: dict[tuple[Any, Any], int] = {}
     candidates: dict[tuple[Any, Any], list[tuple[int, bool, str, Any]]] = {}
-    for (flag, status, last_input), count in counts.items():
+    for flag, status, last_input, count in counts:
         key = (flag, status)
         totals[key] = totals.get(key, 0) + count
         # SQLite's order: count descending, then input with NULL first
@@ -665,7 +660,7 @@ def session_insights(
 
     Cost at 100,000 sessions (``benchmarks/bench_views.py``): totals one scan of the
     rollup, histogram and quantiles index-only, sessions per day index range counts,
-    endings one scan plus an index probe per session with feedback.
+    endings one GROUP BY over an index of ``sessions``.
     """
     where, params = _session_filters(from_ns, to_ns, user_id)
     clause = (" WHERE " + " AND ".join(where)) if where else ""

@@ -14,7 +14,9 @@ Contract shared by ingest (writes), the views (read) and the Jaeger API (read):
 * ``sessions`` and ``users`` are rollups that *merge*: counts add, times take min/max,
   "first"/"last" fields are latest-by-time (ties broken by task id), so that rows
   written by several aggregator replicas, or by spans arriving in any order, come out
-  the same.
+  the same. ``sessions.last_flag`` is the ``flag`` of the task ``last_task_id`` (kept
+  equal to it on every write: a new last task, feedback on the last task, a re-logged
+  task).
 
 Times are integer nanoseconds since the Unix epoch (UTC); ids of traces and spans are
 raw bytes (16 and 8). Anything reading the store goes through ``phospho_otel.store``.
@@ -92,7 +94,7 @@ CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks(session_id, start_ns, task_
     WHERE session_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_by_user ON tasks(user_id, start_ns);
 CREATE INDEX IF NOT EXISTS tasks_by_start ON tasks(start_ns);
--- flags of sessions' last tasks (session insights: what ends sessions); only flagged tasks
+-- flagged tasks only; no query uses it since sessions.last_flag (kept: older files have it)
 CREATE INDEX IF NOT EXISTS tasks_flagged ON tasks(task_id, flag) WHERE flag IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS feedback (
@@ -123,8 +125,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_status     TEXT,
     success_count   INTEGER NOT NULL DEFAULT 0,  -- tasks whose latest flag is success
     failure_count   INTEGER NOT NULL DEFAULT 0,
-    error_count     INTEGER NOT NULL DEFAULT 0   -- tasks with status 'error'
-);
+    error_count     INTEGER NOT NULL DEFAULT 0,  -- tasks with status 'error'
+    last_flag       TEXT              -- flag of the last task (its latest feedback), NULL if none
+);  -- last_flag came later: a file without it gets it (ALTER TABLE + backfill) at open
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id, start_ns);
 CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions(start_ns);
 -- the session list's other sort keys (views: ORDER BY <key>, session_id LIMIT), and the
@@ -132,6 +135,8 @@ CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions(start_ns);
 CREATE INDEX IF NOT EXISTS sessions_by_end ON sessions(end_ns, session_id);
 CREATE INDEX IF NOT EXISTS sessions_by_task_count ON sessions(task_count, session_id);
 CREATE INDEX IF NOT EXISTS sessions_by_duration ON sessions((end_ns - start_ns), session_id);
+-- what ends sessions (session insights: GROUP BY over this index, no table access)
+CREATE INDEX IF NOT EXISTS sessions_by_ending ON sessions(last_flag, last_status, last_input);
 
 CREATE TABLE IF NOT EXISTS users (
     user_id       TEXT PRIMARY KEY,

@@ -22,7 +22,9 @@ How a request is written (one transaction), following the merge rules of ``schem
    (counter ``tasks_superseded``).
 4. A task's flag is its latest feedback by ``(time, trace_id, span_id)``, whether the
    feedback came before the task (it is applied when the task arrives) or after. Flag
-   changes move the session's and user's success/failure counts.
+   changes move the session's and user's success/failure counts, and the session's
+   ``last_flag`` when the task is its last (a new last task brings its own flag; a
+   recomputed session reads it from ``tasks``).
 5. A session's ``user_id`` is the smallest user id among its tasks' (tasks without a user
    do not count), so that it does not depend on arrival order; ``users.session_count``
    counts the sessions whose ``user_id`` is that user. A task without a session belongs
@@ -166,7 +168,7 @@ _MERGE_SESSION_HEAD = """
 INSERT INTO sessions (session_id, user_id, task_count, start_ns, end_ns,
     first_task_id, first_start_ns, first_input,
     last_task_id, last_start_ns, last_input, last_output, last_status,
-    success_count, failure_count, error_count)"""
+    success_count, failure_count, error_count, last_flag)"""
 _MERGE_SESSION_TAIL = """
 ON CONFLICT(session_id) DO UPDATE SET
     user_id = coalesce(min(user_id, excluded.user_id), user_id, excluded.user_id),
@@ -194,6 +196,9 @@ ON CONFLICT(session_id) DO UPDATE SET
     last_status = CASE WHEN last_start_ns IS NULL
         OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
         THEN excluded.last_status ELSE last_status END,
+    last_flag = CASE WHEN last_start_ns IS NULL
+        OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
+        THEN excluded.last_flag ELSE last_flag END,
     last_start_ns = CASE WHEN last_start_ns IS NULL
         OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
         THEN excluded.last_start_ns ELSE last_start_ns END,
@@ -201,7 +206,7 @@ ON CONFLICT(session_id) DO UPDATE SET
     failure_count = failure_count + excluded.failure_count,
     error_count = error_count + excluded.error_count
 """
-_MERGE_SESSION = _BulkInsert(_MERGE_SESSION_HEAD, 16, _MERGE_SESSION_TAIL)
+_MERGE_SESSION = _BulkInsert(_MERGE_SESSION_HEAD, 17, _MERGE_SESSION_TAIL)
 _MERGE_USER_HEAD = """
 INSERT INTO users (user_id, task_count, session_count, first_seen_ns, last_seen_ns,
     success_count, failure_count, error_count)"""
@@ -219,8 +224,8 @@ ON CONFLICT(user_id) DO UPDATE SET
 """
 _MERGE_USER = _BulkInsert(_MERGE_USER_HEAD, 8, _MERGE_USER_TAIL)
 _FLAG_DELTA_SESSION = (
-    "UPDATE sessions SET success_count = success_count + ?, failure_count = failure_count + ? "
-    "WHERE session_id = ?"
+    "UPDATE sessions SET success_count = success_count + ?, failure_count = failure_count + ?, "
+    "last_flag = CASE WHEN last_task_id = ? THEN ? ELSE last_flag END WHERE session_id = ?"
 )
 _FLAG_DELTA_USER = (
     "UPDATE users SET success_count = success_count + ?, failure_count = failure_count + ? "
@@ -296,6 +301,7 @@ class SQLiteStore:
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA cache_size=-65536")
         conn.execute("PRAGMA temp_store=MEMORY")
+        _add_last_flag(conn)
         conn.executescript(schema.DDL)
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -682,7 +688,9 @@ class SQLiteStore:
             success = (flag == "success") - (old_flag == "success")
             failure = (flag == "failure") - (old_flag == "failure")
             if session_id is not None:
-                conn.execute(_FLAG_DELTA_SESSION, (success, failure, session_id))
+                conn.execute(
+                    _FLAG_DELTA_SESSION, (success, failure, task_id, flag, session_id)
+                )
             if user_id is not None:
                 conn.execute(_FLAG_DELTA_USER, (success, failure, user_id))
 
@@ -715,15 +723,16 @@ class SQLiteStore:
                 (session_id,),
             ).fetchone()
             last = conn.execute(
-                "SELECT task_id, start_ns, input, output, status FROM tasks "
+                "SELECT task_id, start_ns, input, output, status, flag FROM tasks "
                 "WHERE session_id = ? ORDER BY start_ns DESC, task_id DESC LIMIT 1",
                 (session_id,),
             ).fetchone()
             conn.execute(
                 "INSERT OR REPLACE INTO sessions (session_id, user_id, task_count, start_ns,"
                 " end_ns, first_task_id, first_start_ns, first_input, last_task_id,"
-                " last_start_ns, last_input, last_output, last_status, success_count,"
-                " failure_count, error_count) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " last_start_ns, last_input, last_output, last_status, last_flag,"
+                " success_count, failure_count, error_count)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (session_id, user_id, count, start, end, *first, *last, success, failure, error),
             )
         for user_id in sorted(users):
@@ -745,6 +754,28 @@ class SQLiteStore:
                 " VALUES (?,?,?,?,?,?,?,?)",
                 (user_id, count, sessions, first, last, success, failure, error),
             )
+
+
+def _add_last_flag(conn: sqlite3.Connection) -> None:
+    """Give a file made before ``sessions.last_flag`` that column, filled from ``tasks``
+    (before the DDL: its ``sessions_by_ending`` index needs the column)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
+    if not columns or "last_flag" in columns:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
+        if "last_flag" not in columns:  # not added meanwhile by another process
+            conn.execute("ALTER TABLE sessions ADD COLUMN last_flag TEXT")
+            conn.execute(
+                "UPDATE sessions SET last_flag ="
+                " (SELECT flag FROM tasks WHERE task_id = sessions.last_task_id)"
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    logger.info("sessions.last_flag added and filled from tasks")
 
 
 _R = TypeVar("_R", TaskRecord, FeedbackRecord)

@@ -157,7 +157,8 @@ def dump(store: SQLiteStore) -> dict[str, list[tuple[object, ...]]]:
 
 
 def check_rollups(conn: sqlite3.Connection) -> None:
-    """Assert that ``sessions`` and ``users`` equal a recomputation from ``tasks``."""
+    """Assert that ``sessions`` and ``users`` equal a recomputation from ``tasks`` (a
+    session's ``last_flag`` is its last task's ``flag``)."""
     expected_sessions = {}
     for row in conn.execute(
         "SELECT session_id, min(user_id), count(*), min(start_ns), max(end_ns), "
@@ -171,7 +172,8 @@ def check_rollups(conn: sqlite3.Connection) -> None:
             (session_id,),
         ).fetchone()
         last = conn.execute(
-            "SELECT task_id, start_ns, input, output, status FROM tasks WHERE session_id = ? "
+            "SELECT task_id, start_ns, input, output, status, flag FROM tasks "
+            "WHERE session_id = ? "
             "ORDER BY start_ns DESC, task_id DESC LIMIT 1",
             (session_id,),
         ).fetchone()
@@ -188,7 +190,8 @@ def check_rollups(conn: sqlite3.Connection) -> None:
         for r in conn.execute(
             "SELECT session_id, user_id, task_count, start_ns, end_ns, first_task_id, "
             "first_start_ns, first_input, last_task_id, last_start_ns, last_input, "
-            "last_output, last_status, success_count, failure_count, error_count FROM sessions"
+            "last_output, last_status, last_flag, success_count, failure_count, error_count "
+            "FROM sessions"
         )
     }
     assert actual_sessions == expected_sessions

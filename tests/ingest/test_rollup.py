@@ -12,7 +12,8 @@ class TestRollup:
     """The partial rows follow the merge rules of the schema."""
 
     def test_session_and_user_rows(self) -> None:
-        """Counts add, min/max times, first/last by (start, task id), smallest user."""
+        """Counts add, min/max times, first/last by (start, task id), smallest user; the
+        last flag is the last task's."""
         x = extract(
             make_request(
                 [
@@ -29,7 +30,7 @@ class TestRollup:
         r = rollup(x.tasks, {"b": ("success", 1, None, "user"), "c": ("failure", 2, None, "user")})
         assert r.sessions == {
             "s": ["u1", 3, BASE_NS, BASE_NS + 10, "a", BASE_NS, "in a",
-                  "c", BASE_NS + 9, "in c", "out c", "unset", 1, 1, 1],
+                  "c", BASE_NS + 9, "in c", "out c", "unset", 1, 1, 1, "failure"],
         }
         assert r.users == {
             "u1": [2, 0, BASE_NS - 7, BASE_NS + 3, 0, 0, 1],

@@ -234,6 +234,16 @@ class TestOrderIndependence:
             store.close()
         assert outputs[0] == outputs[1]
 
+    def test_without_last_flag_column(self, db_path: Path) -> None:
+        """A file made before sessions.last_flag, read as is, gives the same insights."""
+        with sqlite3.connect(db_path) as c:
+            before = queries.session_insights(c)
+            assert any(e["flag"] is not None for e in before["endings"])
+            c.execute("DROP INDEX sessions_by_ending")
+            c.execute("ALTER TABLE sessions DROP COLUMN last_flag")
+            assert queries.session_insights(c) == before
+        c.close()
+
     def test_without_flagged_index(self, db_path: Path) -> None:
         """A file made before the tasks_flagged index gives the same insights."""
         with sqlite3.connect(db_path) as c:
