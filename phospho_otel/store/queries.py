@@ -472,6 +472,18 @@ def _user_dicts(conn: sqlite3.Connection, rows: Iterable[sqlite3.Row]) -> list[d
     return result
 
 
+def _users_active_in(where: list[str], params: list[Any], from_ns: int | None,
+                     to_ns: int | None) -> None:
+    """Add the filter "active in [from_ns, to_ns)": last seen at or after ``from``, first
+    seen before ``to``."""
+    if from_ns is not None:
+        where.append("last_seen_ns >= ?")
+        params.append(from_ns)
+    if to_ns is not None:
+        where.append("first_seen_ns < ?")
+        params.append(to_ns)
+
+
 def list_users(
     conn: sqlite3.Connection,
     *,
@@ -487,12 +499,7 @@ def list_users(
     if user_id is not None:
         where.append("user_id = ?")
         params.append(user_id)
-    if from_ns is not None:
-        where.append("last_seen_ns >= ?")
-        params.append(from_ns)
-    if to_ns is not None:
-        where.append("first_seen_ns < ?")
-        params.append(to_ns)
+    _users_active_in(where, params, from_ns, to_ns)
     rows, next_cursor = _paged(
         conn, columns=_USER_COLUMNS, table="users", id_column="user_id", sorts=USER_SORTS,
         where=where, params=params, page=page,
@@ -707,12 +714,7 @@ def user_insights(
     (average, median, p90 and a power-of-two histogram) and the top users by tasks."""
     where: list[str] = []
     params: list[Any] = []
-    if from_ns is not None:
-        where.append("last_seen_ns >= ?")
-        params.append(from_ns)
-    if to_ns is not None:
-        where.append("first_seen_ns < ?")
-        params.append(to_ns)
+    _users_active_in(where, params, from_ns, to_ns)
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     n, avg_tasks, avg_sessions, successes, failures = conn.execute(
         "SELECT count(*), avg(task_count), avg(session_count), total(success_count),"

@@ -169,39 +169,28 @@ INSERT INTO sessions (session_id, user_id, task_count, start_ns, end_ns,
     first_task_id, first_start_ns, first_input,
     last_task_id, last_start_ns, last_input, last_output, last_status,
     success_count, failure_count, error_count, last_flag)"""
-_MERGE_SESSION_TAIL = """
+def _take_if(condition: str, columns: tuple[str, ...]) -> str:
+    """``col = CASE WHEN condition THEN excluded.col ELSE col END`` for each column
+    (the key column, which the condition reads, must come last)."""
+    return ",\n".join(
+        f"    {c} = CASE WHEN {condition} THEN excluded.{c} ELSE {c} END" for c in columns
+    )
+
+
+# first/last task of a session: smallest / largest (start_ns, task_id) wins.
+_FIRST_WINS = ("first_start_ns IS NULL OR (excluded.first_start_ns, excluded.first_task_id)"
+               " < (first_start_ns, first_task_id)")
+_LAST_WINS = ("last_start_ns IS NULL OR (excluded.last_start_ns, excluded.last_task_id)"
+              " > (last_start_ns, last_task_id)")
+_MERGE_SESSION_TAIL = f"""
 ON CONFLICT(session_id) DO UPDATE SET
     user_id = coalesce(min(user_id, excluded.user_id), user_id, excluded.user_id),
     task_count = task_count + excluded.task_count,
     start_ns = coalesce(min(start_ns, excluded.start_ns), start_ns, excluded.start_ns),
     end_ns = coalesce(max(end_ns, excluded.end_ns), end_ns, excluded.end_ns),
-    first_task_id = CASE WHEN first_start_ns IS NULL
-        OR (excluded.first_start_ns, excluded.first_task_id) < (first_start_ns, first_task_id)
-        THEN excluded.first_task_id ELSE first_task_id END,
-    first_input = CASE WHEN first_start_ns IS NULL
-        OR (excluded.first_start_ns, excluded.first_task_id) < (first_start_ns, first_task_id)
-        THEN excluded.first_input ELSE first_input END,
-    first_start_ns = CASE WHEN first_start_ns IS NULL
-        OR (excluded.first_start_ns, excluded.first_task_id) < (first_start_ns, first_task_id)
-        THEN excluded.first_start_ns ELSE first_start_ns END,
-    last_task_id = CASE WHEN last_start_ns IS NULL
-        OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
-        THEN excluded.last_task_id ELSE last_task_id END,
-    last_input = CASE WHEN last_start_ns IS NULL
-        OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
-        THEN excluded.last_input ELSE last_input END,
-    last_output = CASE WHEN last_start_ns IS NULL
-        OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
-        THEN excluded.last_output ELSE last_output END,
-    last_status = CASE WHEN last_start_ns IS NULL
-        OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
-        THEN excluded.last_status ELSE last_status END,
-    last_flag = CASE WHEN last_start_ns IS NULL
-        OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
-        THEN excluded.last_flag ELSE last_flag END,
-    last_start_ns = CASE WHEN last_start_ns IS NULL
-        OR (excluded.last_start_ns, excluded.last_task_id) > (last_start_ns, last_task_id)
-        THEN excluded.last_start_ns ELSE last_start_ns END,
+{_take_if(_FIRST_WINS, ("first_task_id", "first_input", "first_start_ns"))},
+{_take_if(_LAST_WINS, ("last_task_id", "last_input", "last_output", "last_status",
+                       "last_flag", "last_start_ns"))},
     success_count = success_count + excluded.success_count,
     failure_count = failure_count + excluded.failure_count,
     error_count = error_count + excluded.error_count
