@@ -17,6 +17,9 @@ over real OTLP/HTTP to a receiver subprocess on 127.0.0.1 that parses every requ
 3. Burst: 100,000 ``log()`` calls as fast as possible with default settings: tasks/s
    delivered, tasks dropped, peak RSS; the stock pipeline with its defaults beside it
    (target: 0 dropped).
+4. Start-up: wall time of ``init()``, of the first ``log()`` (which runs the fast path's
+   parity self-test once, ``phospho_otel/sdk/_parity.py``) and of the next one, median
+   over fresh providers.
 """
 
 from __future__ import annotations
@@ -270,7 +273,30 @@ def stage_cpu(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-STAGES = {"hot": stage_hot, "cpu": stage_cpu}
+def stage_start(args: argparse.Namespace) -> dict[str, Any]:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    import phospho_otel as phospho
+
+    endpoint = f"http://127.0.0.1:{args.port}"
+    times: dict[str, list[float]] = {"init": [], "first": [], "next": []}
+    for _ in range(args.rounds):
+        provider = TracerProvider()  # a new tracer: a new fast path, a new self-test
+        t0 = time.perf_counter()
+        phospho.init(endpoint=endpoint, tracer_provider=provider)
+        t1 = time.perf_counter()
+        phospho.log("first")
+        t2 = time.perf_counter()
+        phospho.log("next")
+        t3 = time.perf_counter()
+        phospho.shutdown(timeout_s=10)
+        provider.shutdown()
+        for key, value in (("init", t1 - t0), ("first", t2 - t1), ("next", t3 - t2)):
+            times[key].append(value * 1e6)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+STAGES = {"hot": stage_hot, "cpu": stage_cpu, "start": stage_start}
 
 
 def run_stage(stage: str, port: int, **kw: Any) -> dict[str, Any]:
@@ -278,7 +304,8 @@ def run_stage(stage: str, port: int, **kw: Any) -> dict[str, Any]:
     for key, value in kw.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     out = subprocess.run(argv, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:
@@ -348,6 +375,11 @@ def main() -> None:
                   f"{r['delivered_per_s']:7.0f} tasks/s delivered  "
                   f"app loop {r['app_seconds']:.2f}s  peak RSS {r['peak_rss_mb']:.0f} MB")
         print("   target: 0 dropped")
+
+        start = run_stage("start", port, rounds=10 if args.quick else 30)
+        print("\n4. Start-up, wall µs (median over fresh providers)")
+        print(f"   init() {start['init']:7.0f}   first log() {start['first']:7.0f} "
+              f"(runs the parity self-test)   next log() {start['next']:7.1f}")
     finally:
         receiver.terminate()
         receiver.wait()

@@ -1,6 +1,9 @@
 """The module-level API: ``init``, ``log``, ``user_feedback``, ``flush``, ``shutdown``,
 ``stats``. One client per process, created by ``init()``.
 
+The rest of the SDK reaches the client through ``current_client()``, ``tracer()`` and
+``remember_task()``, never through this module's globals.
+
 Thread-safety: every function may be called from any thread; ``init``/``shutdown``
 are serialised by a lock.
 """
@@ -16,11 +19,11 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Tracer, TracerProvider
 from opentelemetry.trace import Link, SpanContext, SpanKind
 
 from phospho_otel.errors import ConfigurationError
-from phospho_otel.sdk._context import SESSION_ID, USER_ID, _check_id, current_scope
+from phospho_otel.sdk._context import SESSION_ID, USER_ID, check_id, current_scope
 from phospho_otel.sdk._fastpath import FastPath
 from phospho_otel.sdk._serialize import flatten_metadata, raw_json, to_text
 from phospho_otel.sdk._settings import Settings, resolve_settings
@@ -35,13 +38,17 @@ from phospho_otel.semconv import (
 )
 
 __all__ = [
+    "Client",
     "LoggedTask",
+    "current_client",
     "flush",
     "init",
     "log",
     "new_task_id",
+    "remember_task",
     "shutdown",
     "stats",
+    "tracer",
     "user_feedback",
 ]
 
@@ -101,8 +108,9 @@ class LoggedTask:
         )
 
 
-class _Client:
-    """What ``init()`` set up."""
+class Client:
+    """What ``init()`` set up: settings, provider, our processor and tracer, and the
+    fast path (None when the provider gives a tracer that is not the SDK's)."""
 
     def __init__(
         self,
@@ -116,11 +124,12 @@ class _Client:
         self.processor = processor
         self.owns_provider = owns_provider
         self.tracer = provider.get_tracer(TRACER_NAME, _package_version())
-        self.fast = FastPath(self.tracer, processor)
+        self.fast = (FastPath(self.tracer, processor) if isinstance(self.tracer, Tracer)
+                     else None)
 
 
 _lock = threading.Lock()
-_client: _Client | None = None
+_client: Client | None = None
 _last_processor: PhosphoSpanProcessor | None = None  # stats() after shutdown()
 _atexit_registered = False
 # task id -> span context of its task span, most recent last (bounded)
@@ -136,7 +145,14 @@ def _package_version() -> str:
         return "0"
 
 
-def _remember(task_id: str, context: SpanContext) -> None:
+def current_client() -> Client | None:
+    """The client ``init()`` set up, or None before ``init()`` / after ``shutdown()``."""
+    return _client
+
+
+def remember_task(task_id: str, context: SpanContext) -> None:
+    """Keep the span context of a task span, for feedback spans to link to (the last
+    ``RECENT_TASKS`` tasks)."""
     recent = _recent
     recent[task_id] = context
     if len(recent) > RECENT_TASKS:
@@ -151,7 +167,8 @@ def task_span_context(task_id: str) -> SpanContext | None:
     return _recent.get(task_id)
 
 
-def _tracer() -> trace.Tracer:
+def tracer() -> trace.Tracer:
+    """Our tracer: the client's, or the global provider's before ``init()``."""
     client = _client
     if client is not None:
         return client.tracer
@@ -201,19 +218,9 @@ def init(
     fine, spans wait in the queue.
     """
     global _client, _atexit_registered
-    settings = resolve_settings(
-        endpoint=endpoint,
-        protocol=protocol,
-        headers=headers,
-        compression=compression,
-        service_name=service_name,
-        timeout_s=timeout_s,
-        max_queue_size=max_queue_size,
-        max_export_batch_size=max_export_batch_size,
-        schedule_delay_s=schedule_delay_s,
-        max_attribute_bytes=max_attribute_bytes,
-        max_request_bytes=max_request_bytes,
-    )
+    # every parameter but tracer_provider is a setting (_settings.Settings, same names)
+    arguments = {name: value for name, value in locals().items() if name != "tracer_provider"}
+    settings = resolve_settings(arguments)
     if tracer_provider is not None and not isinstance(tracer_provider, TracerProvider):
         raise ConfigurationError(
             "tracer_provider must be an opentelemetry.sdk.trace.TracerProvider, "
@@ -261,7 +268,7 @@ def init(
             timeout_s=settings.timeout_s,
         )
         provider.add_span_processor(processor)
-        _client = _Client(settings, provider, processor, owns)
+        _client = Client(settings, provider, processor, owns)
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
@@ -270,8 +277,8 @@ def init(
 
 def _resolve_ids(session_id: str | None, user_id: str | None) -> tuple[str | None, str | None]:
     """Check the given ids; fill the missing ones from the enclosing session scope."""
-    _check_id("session_id", session_id)
-    _check_id("user_id", user_id)
+    check_id("session_id", session_id)
+    check_id("user_id", user_id)
     scope = current_scope()
     if scope is not None:
         if session_id is None:
@@ -389,14 +396,16 @@ def log(
         user_id=user_id,
     )
     client = _client
-    if client is not None and client.fast.usable(len(attributes)):
-        context = client.fast.instant(name or DEFAULT_TASK_NAME, attributes)
-    else:
-        span = _tracer().start_span(name or DEFAULT_TASK_NAME, kind=SpanKind.INTERNAL,
-                                    attributes=attributes)
+    fast = client.fast if client is not None else None
+    context = None
+    if fast is not None and fast.usable():
+        context = fast.instant(name or DEFAULT_TASK_NAME, attributes)
+    if context is None:  # the ordinary SDK path
+        span = tracer().start_span(name or DEFAULT_TASK_NAME, kind=SpanKind.INTERNAL,
+                                   attributes=attributes)
         span.end()
         context = span.get_span_context()
-    _remember(task_id, context)
+    remember_task(task_id, context)
     return LoggedTask(task_id, session_id, user_id, context)
 
 
@@ -446,7 +455,7 @@ def user_feedback(
         attributes.update(flatten_metadata(metadata))
     context = _recent.get(task_id)
     links = [Link(context, {_TASK_ID: task_id})] if context is not None else None
-    span = _tracer().start_span(
+    span = tracer().start_span(
         FEEDBACK_SPAN_NAME, kind=SpanKind.INTERNAL, attributes=attributes, links=links
     )
     span.end()

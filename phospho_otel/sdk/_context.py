@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from contextvars import Token
 from types import TracebackType
 from typing import Any
 
@@ -21,9 +22,11 @@ from opentelemetry.context import Context
 from phospho_otel.sdk._serialize import flatten_metadata
 from phospho_otel.semconv import SessionAttributes, UserAttributes
 
-__all__ = ["Scope", "current_scope", "new_session", "session"]
+__all__ = ["SCOPE_KEY", "Scope", "check_id", "current_scope", "new_session", "session"]
 
-_SCOPE_KEY = otel_context.create_key("phospho-session-scope")
+SCOPE_KEY = otel_context.create_key("phospho-session-scope")
+"""The OpenTelemetry context key holding the innermost ``Scope`` (read by the span
+processor and the fast path)."""
 
 SESSION_ID = SessionAttributes.SESSION_ID
 USER_ID = UserAttributes.USER_ID
@@ -50,7 +53,8 @@ class Scope:
 
 def current_scope(context: Context | None = None) -> Scope | None:
     """The innermost session scope of ``context`` (the current one by default)."""
-    return otel_context.get_value(_SCOPE_KEY, context)  # type: ignore[return-value]
+    scope = otel_context.get_value(SCOPE_KEY, context)
+    return scope if isinstance(scope, Scope) else None
 
 
 def scope_from_baggage(context: Context | None = None) -> dict[str, str] | None:
@@ -67,7 +71,9 @@ def new_session() -> str:
     return uuid.uuid4().hex
 
 
-def _check_id(name: str, value: object) -> None:
+def check_id(name: str, value: object) -> None:
+    """Raise ``TypeError`` unless ``value`` (the argument ``name``) is None or a
+    non-empty str."""
     if value is not None and (not isinstance(value, str) or not value):
         raise TypeError(f"{name} must be a non-empty str or None, got {value!r}")
 
@@ -91,7 +97,7 @@ def push_scope(
     if metadata:
         merged.update(metadata)
     scope = Scope(session_id, user_id, merged)
-    ctx = otel_context.set_value(_SCOPE_KEY, scope)
+    ctx = otel_context.set_value(SCOPE_KEY, scope)
     if use_baggage:
         if session_id is not None:
             ctx = baggage.set_baggage(SESSION_ID, session_id, ctx)
@@ -123,8 +129,8 @@ class session:  # lower case: used like a function, ``with phospho.session(...)`
         *,
         baggage: bool = False,
     ) -> None:
-        _check_id("session_id", session_id)
-        _check_id("user_id", user_id)
+        check_id("session_id", session_id)
+        check_id("user_id", user_id)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
         flatten_metadata(metadata)  # bad keys raise here, at the call site
@@ -132,7 +138,7 @@ class session:  # lower case: used like a function, ``with phospho.session(...)`
         self._user_id = user_id
         self._metadata = dict(metadata) if metadata else {}
         self._baggage = baggage
-        self._tokens: list[object] = []
+        self._tokens: list[Token[Context]] = []
         self.scope: Scope | None = None
         # Known before entering when given; generated on entry otherwise.
         self.session_id: str | None = session_id
@@ -155,7 +161,7 @@ class session:  # lower case: used like a function, ``with phospho.session(...)`
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        otel_context.detach(self._tokens.pop())  # type: ignore[arg-type]
+        otel_context.detach(self._tokens.pop())
 
     async def __aenter__(self) -> session:
         return self.__enter__()

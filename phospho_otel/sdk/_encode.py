@@ -8,10 +8,11 @@ field order (ascending field numbers), same omission of default values, same ski
 attributes the stock encoder cannot encode (out-of-range ints, unsupported types).
 ``tests/sdk/test_encoder.py`` checks this on edge cases on every run.
 
-It reads a few private fields of ``ReadableSpan`` (``_attributes``, ``_events``,
-``_links``) to avoid the copies the public properties make; if a future SDK renames
-them it falls back to the public properties. It costs a fraction of the stock encoder,
-which builds a Python protobuf object per span, attribute and value.
+It reads a span's attributes, events and links without the copies the public properties
+make, through ``_otel_compat.span_fields`` and ``BOUNDED_DICT_FIELD`` (private fields of
+``ReadableSpan`` and ``BoundedAttributes``; the public properties if a future SDK
+renames them). It costs a fraction of the stock encoder, which builds a Python protobuf
+object per span, attribute and value.
 
 Thread-safety: the functions are pure; call them from any thread.
 """
@@ -27,6 +28,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind
+
+from phospho_otel.sdk._otel_compat import BOUNDED_DICT_FIELD, span_fields
 
 __all__ = ["encode_request", "encode_requests", "encode_span"]
 
@@ -126,7 +129,7 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
     """Repeated ``KeyValue`` fields; an attribute that cannot be encoded is skipped."""
     if not attributes:
         return []
-    items = getattr(attributes, "_dict", attributes)  # BoundedAttributes keeps a dict
+    items = getattr(attributes, BOUNDED_DICT_FIELD, attributes)  # BoundedAttributes' dict
     out = []
     cache = _KV_CACHE
     for key, value in items.items():
@@ -158,14 +161,11 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
     return out
 
 
-def _dropped(obj: Any) -> int:
-    dropped = getattr(obj, "dropped", 0)
-    return dropped if isinstance(dropped, int) else 0
-
-
 def encode_span(span: ReadableSpan) -> bytes:
     """The body of one OTLP ``Span`` message (without its own tag and length)."""
     ctx = span.get_span_context()
+    if ctx is None:
+        raise ValueError("a span without a span context")
     out = [
         b"\x0a\x10",
         ctx.trace_id.to_bytes(16, "big"),
@@ -187,15 +187,10 @@ def encode_span(span: ReadableSpan) -> bytes:
         out.append(b"\x39" + _FIXED64.pack(span.start_time))
     if span.end_time:
         out.append(b"\x41" + _FIXED64.pack(span.end_time))
-    attributes = getattr(span, "_attributes", None)
-    if attributes is None:
-        attributes = span.attributes
+    attributes, events, links = span_fields(span)
     out.extend(_attributes(b"\x4a", attributes))
     if span.dropped_attributes:
         out.append(b"\x50" + _varint(span.dropped_attributes))
-    events = getattr(span, "_events", None)
-    if events is None:
-        events = span.events
     for event in events:
         body = []
         if event.timestamp:
@@ -208,9 +203,6 @@ def encode_span(span: ReadableSpan) -> bytes:
         out.append(_field(b"\x5a", b"".join(body)))
     if span.dropped_events:
         out.append(b"\x60" + _varint(span.dropped_events))
-    links = getattr(span, "_links", None)
-    if links is None:
-        links = span.links
     for link in links:
         lctx = link.context
         body = [

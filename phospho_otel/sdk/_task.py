@@ -13,15 +13,17 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextvars import Token
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from phospho_otel.sdk import _client
-from phospho_otel.sdk._context import _check_id, current_scope, push_scope
+from phospho_otel.sdk._context import Scope, check_id, current_scope, push_scope
 from phospho_otel.sdk._fastpath import TaskSpan
 from phospho_otel.sdk._serialize import flatten_metadata, to_text
 
@@ -41,7 +43,7 @@ class TaskRun:
         self.session_id = session_id
         self.user_id = user_id
         self.span = span
-        self._token: object | None = None
+        self._token: Token[Context] | None = None
         self._ended = False
         self._chunks: list[str] | None = None
 
@@ -71,6 +73,12 @@ class TaskRun:
         if self._chunks is None:
             self._chunks = []
         self._chunks.append(chunk if isinstance(chunk, str) else to_text(chunk)[0])
+
+    def _detach(self) -> None:
+        """Leave the task's context (once)."""
+        token, self._token = self._token, None
+        if token is not None:
+            otel_context.detach(token)
 
     def _finish(self, exc: BaseException | None) -> None:
         if self._ended:
@@ -103,8 +111,8 @@ class _TaskOptions:
     ) -> None:
         # input may come later (from a decorated call's arguments)
         _client.check_task_args("-" if input is None else input, metadata, task_id, name)
-        _check_id("session_id", session_id)
-        _check_id("user_id", user_id)
+        check_id("session_id", session_id)
+        check_id("user_id", user_id)
         self.input = input
         self.name = name
         self.metadata = dict(metadata) if metadata else None
@@ -116,13 +124,13 @@ class _TaskOptions:
     def start(self, input: Any, name: str, raw_input: Any = None) -> TaskRun:
         task_id = self.task_id or _client.new_task_id()
         ctx = None
+        scope: Scope | None
         if self.session_id is not None or self.user_id is not None:
             scope, ctx = push_scope(self.session_id, self.user_id, None, new_id=False)
-            session_id, user_id = scope.session_id, scope.user_id
         else:
             scope = current_scope()
-            session_id = scope.session_id if scope else None
-            user_id = scope.user_id if scope else None
+        session_id = scope.session_id if scope else None
+        user_id = scope.user_id if scope else None
         attributes = _client.task_attributes(
             input,
             raw_input=raw_input if raw_input is not None else self.raw_input,
@@ -131,14 +139,16 @@ class _TaskOptions:
             session_id=session_id,
             user_id=user_id,
         )
-        client = _client._client
-        if client is not None and client.fast.usable(len(attributes) + 4):
-            span: Span = client.fast.start(name, attributes, ctx)
+        client = _client.current_client()
+        fast = client.fast if client is not None else None
+        span: Span
+        if fast is not None and fast.usable():
+            span = fast.start(name, attributes, ctx)
         else:
-            span = _client._tracer().start_span(
+            span = _client.tracer().start_span(
                 name, context=ctx, kind=SpanKind.INTERNAL, attributes=attributes
             )
-        _client._remember(task_id, span.get_span_context())
+        _client.remember_task(task_id, span.get_span_context())
         run = TaskRun(task_id, session_id, user_id, span)
         run._token = otel_context.attach(trace.set_span_in_context(span, ctx))
         return run
@@ -171,7 +181,9 @@ class _TaskScope:
         try:
             run._finish(exc)
         finally:
-            otel_context.detach(run._token)  # type: ignore[arg-type]
+            token, run._token = run._token, None
+            if token is not None:
+                otel_context.detach(token)
 
     async def __aenter__(self) -> TaskRun:
         return self.__enter__()
@@ -187,7 +199,7 @@ class _TaskScope:
     # -- decorator -----------------------------------------------------------------
 
     def __call__(self, fn: F) -> F:
-        return _decorate(fn, self._options)  # type: ignore[return-value]
+        return cast(F, _decorate(fn, self._options))
 
 
 def _call_input(signature: inspect.Signature | None, args: tuple[Any, ...],
@@ -230,9 +242,7 @@ def _decorate(fn: Callable[..., Any], options: _TaskOptions) -> Callable[..., An
         try:
             run._finish(exc)
         finally:
-            if run._token is not None:
-                otel_context.detach(run._token)  # type: ignore[arg-type]
-                run._token = None
+            run._detach()
 
     if inspect.isasyncgenfunction(fn):
 
@@ -240,8 +250,7 @@ def _decorate(fn: Callable[..., Any], options: _TaskOptions) -> Callable[..., An
         async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             run = begin(args, kwargs)
             ctx = otel_context.get_current()
-            otel_context.detach(run._token)  # type: ignore[arg-type]
-            run._token = None
+            run._detach()
             run._chunks = []
             agen = fn(*args, **kwargs)
             error: BaseException | None = None
@@ -271,8 +280,7 @@ def _decorate(fn: Callable[..., Any], options: _TaskOptions) -> Callable[..., An
         def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
             run = begin(args, kwargs)
             ctx = otel_context.get_current()
-            otel_context.detach(run._token)  # type: ignore[arg-type]
-            run._token = None
+            run._detach()
             run._chunks = []
             gen = fn(*args, **kwargs)
             error: BaseException | None = None
@@ -327,6 +335,25 @@ def _decorate(fn: Callable[..., Any], options: _TaskOptions) -> Callable[..., An
         return result
 
     return wrapper
+
+
+@overload
+def task(input: F, /) -> F:  # @task on a function
+    ...
+
+
+@overload
+def task(
+    input: Any = None,
+    *,
+    name: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    task_id: str | None = None,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    raw_input: Any = None,
+) -> _TaskScope:
+    ...
 
 
 def task(

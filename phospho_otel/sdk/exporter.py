@@ -178,10 +178,12 @@ class GrpcTransport:
             self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(), options)
         else:
             self._channel = grpc.insecure_channel(target, options)
-        self._call = self._channel.unary_unary(
-            _GRPC_METHOD,
-            request_serializer=None,
-            response_deserializer=ExportTraceServiceResponse.FromString,
+        self._call: grpc.UnaryUnaryMultiCallable[bytes, ExportTraceServiceResponse] = (
+            self._channel.unary_unary(
+                _GRPC_METHOD,
+                request_serializer=None,
+                response_deserializer=ExportTraceServiceResponse.FromString,
+            )
         )
         self._metadata = tuple(headers.items()) or None
         self._compression = grpc.Compression.Gzip if compression == "gzip" else None

@@ -9,6 +9,10 @@ them with the fast OTLP encoder and sends them through a ``Transport``, retrying
 retryable failures with exponential backoff for as long as it takes (new spans wait in
 the queue meanwhile, so a collector that goes away and comes back loses nothing within
 the queue's capacity). Counters: ``stats()``.
+
+Nothing raises out of the export thread: a span whose truncated copy cannot be built
+(``_otel_compat.copy_with_attributes``, an SDK change) is exported untruncated, with one
+warning.
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context, get_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from phospho_otel.sdk._context import _SCOPE_KEY, scope_from_baggage
+from phospho_otel.sdk import _otel_compat as compat
+from phospho_otel.sdk._context import SCOPE_KEY, Scope, scope_from_baggage
 from phospho_otel.sdk._encode import encode_requests
 from phospho_otel.sdk._settings import (
     DEFAULT_MAX_ATTRIBUTE_BYTES,
@@ -73,13 +78,57 @@ def truncate_utf8(value: str, max_bytes: int) -> str:
 
 def scope_attributes(parent_context: Context | None = None) -> dict[str, Any] | None:
     """The attributes a span started in ``parent_context`` (or the current context)
-    gets stamped with: the session scope's, else session/user from W3C baggage."""
-    scope = parent_context.get(_SCOPE_KEY) if parent_context is not None else None
+    gets stamped with: the session scope's (of ``parent_context``, else of the current
+    context), else session/user from W3C baggage."""
+    scope = parent_context.get(SCOPE_KEY) if parent_context is not None else None
     if scope is None:
-        scope = get_value(_SCOPE_KEY)
-    if scope is not None:
-        return scope.attributes  # type: ignore[no-any-return]
+        scope = get_value(SCOPE_KEY)
+    if isinstance(scope, Scope):
+        return scope.attributes
     return scope_from_baggage(parent_context)
+
+
+def stamp_of(context: Context) -> dict[str, Any] | None:
+    """``scope_attributes(context)`` for a context derived from the current one (the
+    fast path's), whose scope, if any, is its own: one lookup fewer."""
+    scope = context.get(SCOPE_KEY)
+    if isinstance(scope, Scope):
+        return scope.attributes
+    return scope_from_baggage(context)
+
+
+def _cut_array(value: Sequence[Any], chars: int, max_bytes: int) -> tuple[Any, ...] | None:
+    cut = False
+    values = []
+    for v in value:
+        if isinstance(v, str) and len(v) > chars and len(v.encode()) > max_bytes:
+            v = truncate_utf8(v, max_bytes)
+            cut = True
+        values.append(v)
+    return tuple(values) if cut else None
+
+
+def cut_values(items: Mapping[str, Any], keys: list[str], chars: int,
+               max_bytes: int) -> tuple[dict[str, Any], list[str]]:
+    """A copy of ``items`` with the values of ``keys`` cut to ``max_bytes`` where they
+    are longer, and the keys actually cut."""
+    new = dict(items)
+    cut = []
+    for key in keys:
+        value = new[key]
+        if isinstance(value, str):
+            if len(value.encode("utf-8", "surrogatepass")) > max_bytes:
+                new[key] = truncate_utf8(value, max_bytes)
+                cut.append(key)
+        elif isinstance(value, bytes):
+            new[key] = value[:max_bytes]
+            cut.append(key)
+        else:
+            array = _cut_array(value, chars, max_bytes)
+            if array is not None:
+                new[key] = array
+                cut.append(key)
+    return new, cut
 
 
 class PhosphoSpanProcessor(SpanProcessor):
@@ -137,6 +186,7 @@ class PhosphoSpanProcessor(SpanProcessor):
         self._episode_drops = 0
         self._drop_lock = threading.Lock()
         self._inflight = 0
+        self._copy_failed = False  # _limit could not copy a span (logged once)
         self._shutdown = False
         self._stop = threading.Event()  # set at shutdown: the worker finishes and exits
         self._abort = threading.Event()  # set when shutdown gives up: stop retrying
@@ -301,79 +351,50 @@ class PhosphoSpanProcessor(SpanProcessor):
         )
 
     def _limit(self, span: ReadableSpan) -> ReadableSpan:
-        """``span``, or a copy with over-long attribute values cut and marked."""
-        attributes: Any = getattr(span, "_attributes", None)
+        """``span``, or a copy with over-long attribute values cut and marked. If the
+        copy cannot be made (an SDK change), the span as it is (logged once)."""
+        attributes = compat.span_attributes(span)
         if not attributes:
             return span
-        items = getattr(attributes, "_dict", attributes)
+        items = getattr(attributes, compat.BOUNDED_DICT_FIELD, attributes)
+        # keys whose value may be too long: strings longer than chars (under which any
+        # string fits), bytes, arrays with such strings (inline: runs for every span)
         chars = self._max_attr_chars
-        over = None
+        over: list[str] | None = None
         for key, value in items.items():
             if type(value) is str:
-                if len(value) > chars:
-                    if over is None:
-                        over = []
-                    over.append(key)
+                if len(value) <= chars:
+                    continue
             elif isinstance(value, bytes):
-                if len(value) > self._max_attr:
-                    if over is None:
-                        over = []
-                    over.append(key)
-            elif isinstance(value, (tuple, list)) and any(
+                if len(value) <= self._max_attr:
+                    continue
+            elif not (isinstance(value, (tuple, list)) and any(
                 type(v) is str and len(v) > chars for v in value
-            ):
-                if over is None:
-                    over = []
-                over.append(key)
+            )):
+                continue
+            if over is None:
+                over = []
+            over.append(key)
         if over is None:
             return span
-        limit = self._max_attr
-        new = dict(items)
-        cut = []
-        for key in over:
-            value = new[key]
-            if isinstance(value, str):
-                if len(value.encode("utf-8", "surrogatepass")) > limit:
-                    new[key] = truncate_utf8(value, limit)
-                    cut.append(key)
-            elif isinstance(value, bytes):
-                if len(value) > limit:
-                    new[key] = value[:limit]
-                    cut.append(key)
-            else:
-                items_cut = False
-                values = []
-                for v in value:
-                    if isinstance(v, str) and len(v) > chars and len(v.encode()) > limit:
-                        v = truncate_utf8(v, limit)
-                        items_cut = True
-                    values.append(v)
-                if items_cut:
-                    new[key] = tuple(values)
-                    cut.append(key)
+        new, cut = cut_values(items, over, self._max_attr_chars, self._max_attr)
         if not cut:
             return span
         previous = new.get(_TRUNCATED)
         if isinstance(previous, (tuple, list)):
             cut = [*previous, *(k for k in cut if k not in previous)]
         new[_TRUNCATED] = tuple(cut)
-        bounded = BoundedAttributes(None, new, immutable=True, max_value_len=None)
-        bounded.dropped = span.dropped_attributes
+        try:
+            limited = compat.copy_with_attributes(
+                span, compat.counted_attributes(new, span.dropped_attributes))
+        except Exception:
+            if not self._copy_failed:
+                self._copy_failed = True
+                logger.warning("phospho: cannot copy a span to truncate its attributes; "
+                               "exporting such spans untruncated", exc_info=True)
+            return span
         self._truncated += 1
-        return ReadableSpan(
-            name=span.name,
-            context=span.context,
-            parent=span.parent,
-            resource=span.resource,
-            attributes=bounded,
-            events=getattr(span, "_events", span.events),
-            links=getattr(span, "_links", span.links),
-            kind=span.kind,
-            status=span.status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-        )
+        return limited
 
     # -- lifecycle -----------------------------------------------------------------
 

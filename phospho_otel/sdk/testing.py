@@ -7,17 +7,15 @@ tracer provider, which OpenTelemetry otherwise lets a process set only once, so 
 
 from __future__ import annotations
 
-from opentelemetry import trace
-from opentelemetry.util._once import Once
-
 from phospho_otel.sdk._client import shutdown
+from phospho_otel.sdk._otel_compat import reset_global_tracer_provider
 
 __all__ = ["reset"]
 
 
 def reset(timeout_s: float = 2.0) -> None:
     """Shut the SDK down (flushing up to ``timeout_s``) and clear the global tracer
-    provider. For tests only: it touches OpenTelemetry's private globals."""
+    provider. For tests only: it resets OpenTelemetry's private globals (through
+    ``phospho_otel.sdk._otel_compat``)."""
     shutdown(timeout_s)
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
-    trace._TRACER_PROVIDER = None
+    reset_global_tracer_provider()

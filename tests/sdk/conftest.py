@@ -1,5 +1,6 @@
 """Fixtures for the SDK tests: a capture receiver, a clean environment, and an SDK
-initialised against a fresh TracerProvider (global state reset after each test)."""
+initialised against a fresh TracerProvider (global state reset after each test), and
+the opentelemetry-sdk range the fast path accepts (``otel_range.py``)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,17 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 import phospho_otel
-from phospho_otel.sdk import testing
+from phospho_otel.sdk import _otel_compat, testing
 
+from .otel_range import ANY_RANGE, any_sdk
 from .otlp_sink import OtlpSink
+
+
+@pytest.fixture(autouse=True)
+def otel_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``PHOSPHO_TEST_ANY_OTEL_SDK=1``, any opentelemetry-sdk version is checked."""
+    if any_sdk():
+        monkeypatch.setattr(_otel_compat, "CHECKED_SDK_VERSIONS", ANY_RANGE)
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import gzip
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from phospho_otel.rotel import wait_for_port
+from tools.rotel import wait_for_port
 
 __all__ = ["CapturedSpan", "OtlpSink", "attributes_of", "value_of"]
 
@@ -93,7 +93,7 @@ class OtlpSink:
         self.http_port = 0
         self.requests: list[ExportTraceServiceRequest] = []
         self.request_bytes: list[bytes] = []
-        self.headers: list[dict[str, str]] = []
+        self.headers: list[dict[str, str | bytes]] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._fail = 0
@@ -129,13 +129,14 @@ class OtlpSink:
                 return True
         return False
 
-    def _record(self, body: bytes, headers: dict[str, str]) -> ExportTraceServiceResponse:
+    def _record(self, body: bytes,
+                headers: Mapping[str, str | bytes]) -> ExportTraceServiceResponse:
         request = ExportTraceServiceRequest.FromString(body)
         reply = ExportTraceServiceResponse()
         with self._cond:
             self.requests.append(request)
             self.request_bytes.append(body)
-            self.headers.append(headers)
+            self.headers.append(dict(headers))
             if self.partial_reject:
                 reply.partial_success.rejected_spans = self.partial_reject
                 reply.partial_success.error_message = "rejected by the test"
@@ -202,7 +203,9 @@ class OtlpSink:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), server)
+        # the generated gRPC module has no annotations
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            Servicer(), server)
         self.grpc_port = server.add_insecure_port(f"127.0.0.1:{self.grpc_port}")
         if not self.grpc_port:
             raise RuntimeError("could not bind the gRPC capture port")

@@ -199,7 +199,7 @@ class TestSessionAndTask:
                                      "phospho.metadata.plan": "pro"}
         outside = next(sp for sp in spans if sp.name == "outside")
         assert outside.attributes == {}
-        assert len(s.session_id) == 32
+        assert s.session_id is not None and len(s.session_id) == 32
 
     def test_task_context_manager(self, protocol: str, sink: OtlpSink,
                                   start_sdk: Callable[..., TracerProvider]) -> None:

@@ -93,7 +93,9 @@ class TestByteIdentity:
         scope = InstrumentationScope("s", None, None, {"k": b"\x00\xff"})
         spans = [
             ReadableSpan("a", ctx, attributes={"b": b"\x00\x01", "nested": {"x": [1, {"y": 2}]},
-                                               "bad": object(), "none": None},
+                                               # an unsupported value, on purpose
+                                               "bad": object(),  # type: ignore[dict-item]
+                                               "none": None},
                          resource=Resource({"r": 1}), start_time=1),
             ReadableSpan("b", ctx, resource=Resource({"r": 1}), instrumentation_scope=scope,
                          start_time=5, end_time=6),
@@ -106,7 +108,8 @@ class TestByteIdentity:
         """Values equal as dict keys but encoded differently (1, True, 1.0; 0.0 and -0.0;
         NaN) come out as the stock encoder writes them, whatever came first."""
         ctx = SpanContext(1, 2, is_remote=False)
-        values = [1, True, 1.0, 0.0, -0.0, float("nan"), 0, False, "1", -0.0, 0.0, True, 1]
+        values: list[int | float | str] = [1, True, 1.0, 0.0, -0.0, float("nan"), 0, False, "1",
+                                           -0.0, 0.0, True, 1]
         spans = [ReadableSpan("s", ctx, attributes={"k": v}, resource=Resource({}))
                  for v in values]
         assert encode_request(spans) == stock(spans)

@@ -133,7 +133,7 @@ class TestQueue:
     def test_shutdown_with_collector_down_counts_leftovers(self, provider: TracerProvider
                                                            ) -> None:
         """shutdown() gives up after its timeout and counts what it could not send."""
-        from phospho_otel.rotel import free_port
+        from tools.rotel import free_port
 
         phospho.init(endpoint=f"http://127.0.0.1:{free_port()}", tracer_provider=provider,
                      schedule_delay_s=0.01)

@@ -10,8 +10,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 import phospho_otel as phospho
-from phospho_otel.rotel import RotelCollector
 from phospho_otel.semconv import SEMCONV_VERSION
+from tools.rotel import RotelCollector
 
 from .otlp_sink import OtlpSink
 
