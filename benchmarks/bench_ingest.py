@@ -28,57 +28,58 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import httpx
+from _common import BASE_NS, export_request, task_attributes
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from phospho_otel.aggregator import extract
 from phospho_otel.receiver.decode import parse_json, parse_protobuf
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-BASE_NS = 1_764_000_000_000_000_000
+
+SendOne = Callable[[dict[str, object], bytes], None]
+"""Sends one body; keeps its client in the state it is given (one state per thread)."""
 
 
-def _kv(key: str, value: str) -> KeyValue:
-    return KeyValue(key=key, value=AnyValue(string_value=value))
+def _spans(spans: int, seed: int) -> Iterator[Span]:
+    rng = random.Random(seed)
+    for i in range(spans):
+        trace_id = rng.randbytes(16)
+        span_id = rng.randbytes(8)
+        start = BASE_NS + (seed * spans + i) * 1_000_000
+        end = start + rng.randrange(10**8, 10**9)
+        user = rng.randrange(1000)
+        task_id = "task_" + rng.randbytes(16).hex()
+        yield Span(
+            trace_id=trace_id,
+            span_id=span_id,
+            name="phospho.task",
+            kind=Span.SPAN_KIND_INTERNAL,
+            start_time_unix_nano=start,
+            end_time_unix_nano=end,
+            attributes=task_attributes(
+                task_id,
+                input="What is the capital of France? " * 3,
+                output="Paris is the capital of France. " * 5,
+                session_id=f"session_{user}_{rng.randrange(10)}",
+                user_id=f"user_{user}",
+                semconv_version=True,
+                metadata={"model": "gpt-4o-mini"},
+            ),
+        )
 
 
 def build_request(spans: int, seed: int) -> ExportTraceServiceRequest:
     """``spans`` task spans: 1,000 users, 10 sessions each, SDK-like attributes."""
-    rng = random.Random(seed)
-    request = ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    resource_spans.resource.attributes.append(_kv("service.name", "bench-app"))
-    scope_spans = resource_spans.scope_spans.add()
-    scope_spans.scope.name = "phospho_otel"
-    for i in range(spans):
-        span = scope_spans.spans.add()
-        span.trace_id = rng.randbytes(16)
-        span.span_id = rng.randbytes(8)
-        span.name = "phospho.task"
-        span.kind = 1
-        span.start_time_unix_nano = BASE_NS + (seed * spans + i) * 1_000_000
-        span.end_time_unix_nano = span.start_time_unix_nano + rng.randrange(10**8, 10**9)
-        user = rng.randrange(1000)
-        span.attributes.extend(
-            [
-                _kv("phospho.span.type", "task"),
-                _kv("phospho.semconv.version", "1.0.0"),
-                _kv("phospho.task.id", "task_" + rng.randbytes(16).hex()),
-                _kv("input.value", "What is the capital of France? " * 3),
-                _kv("output.value", "Paris is the capital of France. " * 5),
-                _kv("session.id", f"session_{user}_{rng.randrange(10)}"),
-                _kv("user.id", f"user_{user}"),
-                _kv("phospho.metadata.model", "gpt-4o-mini"),
-            ]
-        )
-    return request
+    return export_request(_spans(spans, seed), service="bench-app", scope="phospho_otel")
 
 
 def serve(db: str, synchronous: str) -> None:
@@ -89,12 +90,12 @@ def serve(db: str, synchronous: str) -> None:
     from starlette.applications import Starlette
     from starlette.routing import Route
 
+    from phospho_otel.aggregator.ingest import Ingestor
     from phospho_otel.receiver.grpc import start_grpc_server
     from phospho_otel.receiver.http import otlp_traces_endpoint
-    from phospho_otel.receiver.ingest import Ingestor
-    from phospho_otel.store.sqlite import SQLiteStore
+    from phospho_otel.store import open_store
 
-    store = SQLiteStore(db, synchronous=synchronous)
+    store = open_store(db, synchronous=synchronous)
     ingestor = Ingestor(store)
     _, grpc_port = start_grpc_server(
         ingestor, host="127.0.0.1", port=0, token=None, max_message_bytes=256 << 20
@@ -139,7 +140,7 @@ class Server:
         self.proc.wait(60)
 
 
-def send_all(bodies: list[bytes], send_one, clients: int) -> float:  # type: ignore[no-untyped-def]
+def send_all(bodies: list[bytes], send_one: SendOne, clients: int) -> float:
     """Send every body with ``clients`` threads; returns the wall time."""
     queue = list(enumerate(bodies))
     lock = threading.Lock()
@@ -170,17 +171,19 @@ def send_all(bodies: list[bytes], send_one, clients: int) -> float:  # type: ign
     return elapsed
 
 
-def http_sender(port: int, gzipped: bool, media_type: str = "application/x-protobuf"):  # type: ignore[no-untyped-def]
+def http_sender(
+    port: int, gzipped: bool, media_type: str = "application/x-protobuf"
+) -> SendOne:
     headers = {"Content-Type": media_type}
     if gzipped:
         headers["Content-Encoding"] = "gzip"
 
     def send(state: dict[str, object], body: bytes) -> None:
         client = state.get("client")
-        if client is None:
+        if not isinstance(client, httpx.Client):
             client = state["client"] = httpx.Client(timeout=120)
         while True:
-            r = client.post(f"http://127.0.0.1:{port}/v1/traces", content=body, headers=headers)  # type: ignore[attr-defined]
+            r = client.post(f"http://127.0.0.1:{port}/v1/traces", content=body, headers=headers)
             if r.status_code == 503:
                 time.sleep(float(r.headers.get("Retry-After", "1")))
                 continue
@@ -190,20 +193,22 @@ def http_sender(port: int, gzipped: bool, media_type: str = "application/x-proto
     return send
 
 
-def grpc_sender(port: int):  # type: ignore[no-untyped-def]
+def grpc_sender(port: int) -> SendOne:
     def send(state: dict[str, object], body: bytes) -> None:
         call = state.get("call")
-        if call is None:
+        if not isinstance(call, grpc.UnaryUnaryMultiCallable):
             channel = grpc.insecure_channel(
                 f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", -1)]
             )
-            call = state["call"] = channel.unary_unary(EXPORT)
+            # No (de)serializers: the request and the reply are passed through as bytes.
+            new_call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(EXPORT)
+            call = state["call"] = new_call
         while True:
             try:
-                call(body, timeout=120)  # type: ignore[operator]
+                call(body, timeout=120)
                 return
             except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
                     raise
                 time.sleep(1)
 
@@ -221,15 +226,15 @@ def _otlp_json(request: ExportTraceServiceRequest) -> bytes:
     return json.dumps(doc).encode()
 
 
-def _http(gzipped: bool):  # type: ignore[no-untyped-def]
+def _http(gzipped: bool) -> Callable[[Server], SendOne]:
     return lambda server: http_sender(server.http_port, gzipped)
 
 
-def _http_json(server: Server):  # type: ignore[no-untyped-def]
+def _http_json(server: Server) -> SendOne:
     return http_sender(server.http_port, False, "application/json")
 
 
-def _grpc(server: Server):  # type: ignore[no-untyped-def]
+def _grpc(server: Server) -> SendOne:
     return grpc_sender(server.grpc_port)
 
 

@@ -2,12 +2,17 @@
 
     .venv/bin/python benchmarks/bench_traces.py            # 1,000,000 spans
     .venv/bin/python benchmarks/bench_traces.py --quick    # 100,000 spans, smoke run
+    .venv/bin/python benchmarks/bench_traces.py --fill-only  # time the fill, then stop
 
-Fills a fresh SQLite file (``store/schema.py``) with realistic serialized OTLP spans by
-plain SQL inserts (traces of 5 spans: a task span with input/output and metadata, 4
-child spans; 10 traces per session, 4 sessions per user; 3 services), then opens
-it with ``SQLiteStore``, serves the Jaeger routes on a real uvicorn and times HTTP
-requests from a client:
+Fills a fresh store with realistic serialized OTLP spans (traces of 5 spans: a task span
+with input/output and metadata, 4 child spans; 10 traces per session, 4 sessions per
+user; 3 services) through the store's own write path: ``store.write`` of ``Extraction``s
+holding ``model.records.SpanRecord``s (``FILL_SPANS`` per write, each with its service's
+``Origin``), as the aggregator writes them, only without tasks (no task rows: the Jaeger
+API reads spans only). The indexes grow as the spans arrive, as in production (the
+earlier fill wrote the same rows with SQL, rebuilt the indexes after and ran ``ANALYZE``:
+the Jaeger queries have the same plans either way). Then it opens the store, serves the
+Jaeger routes on a real uvicorn and times HTTP requests from a client:
 
 * v1 ``GET /api/traces?tags={"session.id": S}`` (10 traces, 50 spans, full JSON),
 * v1 ``GET /api/traces/{id}`` and api_v3 ``GET /api/v3/traces/{id}``,
@@ -17,7 +22,8 @@ requests from a client:
 
 Prints p50/p95/max per query, the p95 against the 50 ms target, and the ratio against a
 baseline measured in the same run: the bare SQL index lookup of the same rows (no
-decoding, no JSON, no HTTP).
+decoding, no JSON, no HTTP), on its own read-only ``sqlite3`` connection (the one place
+this benchmark goes around the store: it measures SQLite itself).
 """
 
 from __future__ import annotations
@@ -32,116 +38,86 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import uvicorn
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from _common import BASE_NS, attrs, kv, pct, records_extraction, timed, write_data_set
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from phospho_otel.aggregator.extract import origin_of
 from phospho_otel.api.jaeger import jaeger_routes
-from phospho_otel.server_settings import ServerSettings
-from phospho_otel.store import schema
-from phospho_otel.store.sqlite import SQLiteStore
+from phospho_otel.model.records import Extraction, Origin, SpanRecord
+from phospho_otel.store import open_store
 
 TARGET_MS = 50.0
 SPANS_PER_TRACE = 5
 TRACES_PER_SESSION = 10
 SESSIONS_PER_USER = 4
 SERVICES = ("chat-api", "retriever", "llm-gateway")
-T0 = 1_764_000_000_000_000_000
+FILL_SPANS = 50_000
+"""Spans per ``store.write`` when filling."""
+
+T = TypeVar("T")
 
 
-def _kv(key: str, value: object) -> KeyValue:
-    if isinstance(value, bool):
-        return KeyValue(key=key, value=AnyValue(bool_value=value))
-    if isinstance(value, int):
-        return KeyValue(key=key, value=AnyValue(int_value=value))
-    if isinstance(value, float):
-        return KeyValue(key=key, value=AnyValue(double_value=value))
-    return KeyValue(key=key, value=AnyValue(string_value=str(value)))
+def _origin(service: str, host: str) -> Origin:
+    """The ``Origin`` (resource + scope) the aggregator makes for a service's spans."""
+    resource_spans = ResourceSpans(resource=Resource(attributes=attrs({
+        "service.name": service,
+        "host.name": host,
+        "deployment.environment": "prod",
+    })))
+    scope_spans = ScopeSpans(scope=InstrumentationScope(name="phospho_otel", version="0.1.0"))
+    return origin_of(resource_spans, scope_spans)
 
 
-def fill(path: str, n_spans: int, rng: random.Random) -> tuple[list[str], list[str], list[bytes]]:
-    """Writes ``n_spans`` spans; returns session ids, user ids and trace ids."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=OFF")
-    conn.execute("PRAGMA cache_size=-1000000")
-    conn.executescript(schema.DDL)
-    indexes = [
-        r[0]
-        for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='spans'"
-            " AND sql IS NOT NULL"
-        )
-    ]
-    for name in indexes:
-        conn.execute(f"DROP INDEX {name}")
-    origin_ids = []
-    for i, service in enumerate(SERVICES):
-        resource = Resource(
-            attributes=[
-                _kv("service.name", service),
-                _kv("host.name", f"h{i}"),
-                _kv("deployment.environment", "prod"),
-            ]
-        )
-        scope = InstrumentationScope(name="phospho_otel", version="0.1.0")
-        conn.execute(
-            "INSERT INTO origins (id, hash, service_name, resource, scope) VALUES (?,?,?,?,?)",
-            (
-                i + 1,
-                os.urandom(16),
-                service,
-                resource.SerializeToString(),
-                scope.SerializeToString(),
-            ),
-        )
-        origin_ids.append(i + 1)
+def _extractions(
+    n_spans: int, rng: random.Random, sessions: list[str], users: list[str],
+    trace_ids: list[bytes],
+) -> Iterator[Extraction]:
+    """The spans as ``Extraction``s of about ``FILL_SPANS`` spans; appends the session ids,
+    user ids and trace ids it makes to the lists.
 
+    Each span is its own (origin, spans) group, so that the store keeps the spans in the
+    order they are made, a trace's five spans next to each other (as the earlier fill
+    did), rather than grouped by service."""
+    origins = [_origin(service, f"h{i}") for i, service in enumerate(SERVICES)]
     task = Span(kind=Span.SPAN_KIND_SERVER, name="task", status=Status(code=Status.STATUS_CODE_OK))
     task.attributes.extend(
         [
-            _kv("phospho.span.type", "task"),
-            _kv("phospho.semconv.version", "1.0.0"),
-            _kv("input.value", "What is the refund policy for orders shipped abroad? " * 3),
-            _kv("output.value", "Orders shipped abroad can be refunded within 30 days. " * 4),
-            _kv("input.mime_type", "text/plain"),
-            _kv("phospho.metadata.model", "gpt-4o"),
-            _kv("phospho.metadata.temperature", 0.2),
-            _kv("phospho.metadata.tokens", 512),
+            kv("phospho.span.type", "task"),
+            kv("phospho.semconv.version", "1.0.0"),
+            kv("input.value", "What is the refund policy for orders shipped abroad? " * 3),
+            kv("output.value", "Orders shipped abroad can be refunded within 30 days. " * 4),
+            kv("input.mime_type", "text/plain"),
+            kv("phospho.metadata.model", "gpt-4o"),
+            kv("phospho.metadata.temperature", 0.2),
+            kv("phospho.metadata.tokens", 512),
         ]
     )
     child_names = ["retrieve", "embed", "llm.chat", "postprocess"]
     child = Span(kind=Span.SPAN_KIND_CLIENT, name="child")
     child.attributes.extend(
         [
-            _kv("gen_ai.system", "openai"),
-            _kv("gen_ai.request.model", "gpt-4o"),
-            _kv("gen_ai.usage.input_tokens", 420),
-            _kv("http.status_code", 200),
+            kv("gen_ai.system", "openai"),
+            kv("gen_ai.request.model", "gpt-4o"),
+            kv("gen_ai.usage.input_tokens", 420),
+            kv("http.status_code", 200),
         ]
     )
     ev = child.events.add()
     ev.name = "cache.miss"
-    ev.attributes.append(_kv("cache.key", "k-123"))
+    ev.attributes.append(kv("cache.key", "k-123"))
 
-    sessions: list[str] = []
-    users: list[str] = []
-    trace_ids: list[bytes] = []
     n_traces = n_spans // SPANS_PER_TRACE
-    rows: list[tuple] = []
-    insert = (
-        "INSERT INTO spans (trace_id, span_id, parent_span_id, origin_id, service_name,"
-        " name, kind, start_ns, end_ns, status_code, session_id, user_id, span)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-    )
-    conn.execute("BEGIN")
+    groups: list[tuple[Origin, list[SpanRecord]]] = []
     for t in range(n_traces):
         if t % TRACES_PER_SESSION == 0:
             sessions.append(f"session-{len(sessions):07d}-{rng.getrandbits(32):08x}")
@@ -150,35 +126,22 @@ def fill(path: str, n_spans: int, rng: random.Random) -> tuple[list[str], list[s
         session, user = sessions[-1], users[-1]
         trace_id = rng.randbytes(16)
         trace_ids.append(trace_id)
-        start = T0 + t * 50_000_000 + rng.randrange(1_000_000)
+        start = BASE_NS + t * 50_000_000 + rng.randrange(1_000_000)
         root_id = rng.randbytes(8)
         task.trace_id, task.span_id = trace_id, root_id
         task.start_time_unix_nano, task.end_time_unix_nano = start, start + 900_000_000
         del task.attributes[8:]
         task.attributes.extend(
             [
-                _kv("session.id", session),
-                _kv("user.id", user),
-                _kv("phospho.task.id", f"task-{t:08d}"),
+                kv("session.id", session),
+                kv("user.id", user),
+                kv("phospho.task.id", f"task-{t:08d}"),
             ]
         )
-        rows.append(
-            (
-                trace_id,
-                root_id,
-                None,
-                1,
-                SERVICES[0],
-                "task",
-                task.kind,
-                start,
-                start + 900_000_000,
-                1,
-                session,
-                user,
-                task.SerializeToString(),
-            )
-        )
+        groups.append((origins[0], [SpanRecord(
+            trace_id, root_id, None, SERVICES[0], "task", task.kind, start,
+            start + 900_000_000, 1, session, user, task.SerializeToString(),
+        )]))
         for c in range(SPANS_PER_TRACE - 1):
             sid = rng.randbytes(8)
             svc = 1 + (c % 2)
@@ -187,53 +150,35 @@ def fill(path: str, n_spans: int, rng: random.Random) -> tuple[list[str], list[s
             cs = start + (c + 1) * 100_000_000
             child.start_time_unix_nano, child.end_time_unix_nano = cs, cs + 80_000_000
             ev.time_unix_nano = cs + 1_000
-            rows.append(
-                (
-                    trace_id,
-                    sid,
-                    root_id,
-                    svc + 1,
-                    SERVICES[svc],
-                    child.name,
-                    child.kind,
-                    cs,
-                    cs + 80_000_000,
-                    0,
-                    None,
-                    None,
-                    child.SerializeToString(),
-                )
-            )
-        if len(rows) >= 50_000:
-            conn.executemany(insert, rows)
-            rows.clear()
-    conn.executemany(insert, rows)
-    conn.execute("COMMIT")
-    conn.executescript(schema.DDL)  # recreate the indexes, in one pass each
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.execute("ANALYZE")
-    conn.close()
+            groups.append((origins[svc], [SpanRecord(
+                trace_id, sid, root_id, SERVICES[svc], child.name, child.kind, cs,
+                cs + 80_000_000, 0, None, None, child.SerializeToString(),
+            )]))
+        if len(groups) >= FILL_SPANS or t == n_traces - 1:
+            yield records_extraction(groups=groups)
+            groups = []
+
+
+def fill(path: str, n_spans: int, rng: random.Random) -> tuple[list[str], list[str], list[bytes]]:
+    """Writes ``n_spans`` spans through the store's write path (``synchronous=NORMAL``: a
+    scratch file); returns session ids, user ids and trace ids."""
+    sessions: list[str] = []
+    users: list[str] = []
+    trace_ids: list[bytes] = []
+    store = open_store(path, synchronous="NORMAL")
+    try:
+        write_data_set(store, _extractions(n_spans, rng, sessions, users, trace_ids))
+    finally:
+        store.close()
     return sessions, users, trace_ids
-
-
-def timed(fn: Callable[[], object], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return out
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100,000 spans, fewer requests")
     parser.add_argument("--spans", type=int, default=None)
+    parser.add_argument("--fill-only", action="store_true",
+                        help="stop once the spans are written (to time the fill)")
     args = parser.parse_args()
     n_spans = args.spans or (100_000 if args.quick else 1_000_000)
     n_requests = 100 if args.quick else 300
@@ -249,10 +194,11 @@ def main() -> int:
             f"filled {n_spans:,} spans ({len(trace_ids):,} traces, {len(sessions):,} sessions,"
             f" {len(users):,} users) in {fill_s:.1f} s; file {size_mb:.0f} MB"
         )
+        if args.fill_only:
+            return 0
 
-        store = SQLiteStore(path)
-        settings = ServerSettings(db=path)
-        app = Starlette(routes=[Mount("/jaeger", routes=jaeger_routes(store, settings))])
+        store = open_store(path)
+        app = Starlette(routes=[Mount("/jaeger", routes=jaeger_routes(store))])
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
         )
@@ -263,8 +209,8 @@ def main() -> int:
         port = server.servers[0].sockets[0].getsockname()[1]
         base = f"http://127.0.0.1:{port}/jaeger"
         window = {
-            "start": str(T0 // 1000 - 10**6),
-            "end": str((T0 + len(trace_ids) * 50_000_000) // 1000 + 10**7),
+            "start": str(BASE_NS // 1000 - 10**6),
+            "end": str((BASE_NS + len(trace_ids) * 50_000_000) // 1000 + 10**7),
         }
         v3_window = {
             "query.startTimeMin": "2025-01-01T00:00:00Z",
@@ -272,7 +218,7 @@ def main() -> int:
         }
         raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
-        def pick(seq: list) -> object:
+        def pick(seq: Sequence[T]) -> T:
             return seq[rng.randrange(len(seq))]
 
         with httpx.Client(timeout=30, trust_env=False) as client:
@@ -296,12 +242,12 @@ def main() -> int:
                 get("/api/traces", {**window, "limit": "20", "tag": f"user.id:{pick(users)}"})
 
             def by_id() -> None:
-                r = client.get(base + f"/api/traces/{pick(trace_ids).hex()}")  # type: ignore[union-attr]
+                r = client.get(base + f"/api/traces/{pick(trace_ids).hex()}")
                 if r.status_code != 200 or len(r.json()["data"][0]["spans"]) != SPANS_PER_TRACE:
                     raise SystemExit(f"trace by id: {r.status_code}")
 
             def by_id_v3() -> None:
-                get(f"/api/v3/traces/{pick(trace_ids).hex()}")  # type: ignore[union-attr]
+                get(f"/api/v3/traces/{pick(trace_ids).hex()}")
 
             def summaries_v3() -> None:
                 get(

@@ -2,27 +2,33 @@
 10,000 users (``--quick``: 10x fewer). Target: p95 <= 50 ms.
 
     .venv/bin/python benchmarks/bench_views.py [--quick] [--db PATH] [--requests N]
-        [--load-seconds S] [--write-every S] [--batch N]
+        [--load-seconds S] [--write-every S] [--batch N] [--populate-only]
 
-The data set is written **directly with SQL** into ``phospho_otel.store.schema`` (tasks,
-feedback flags, and the sessions/users rollups computed the way ingest computes them), not
-through ``SQLiteStore.write``: that path is measured by the ingest benchmark, and SQL builds
-a million tasks in well under a minute. The ``spans`` table stays empty (no view reads it).
+The data set (tasks and their feedback flags) is built as records
+(``model.records.TaskRecord`` / ``FeedbackRecord``) and written through the store's own
+write path (``store.write`` of ``Extraction``s without spans, ``POPULATE_TASKS`` tasks
+per write), so that the sessions and users rollups are made by the store with the one
+definition of the merge rules (``model.rollup``); no merge rule is restated here. The
+``spans`` table stays empty (no view reads it). Like the store, it runs no ``ANALYZE``
+(the earlier SQL-built data set did; every statement the endpoints run has the same
+query plan with or without it). ``--populate-only`` stops once the data set is written
+(to time it).
 
 The aggregator then serves that file (``AggregatorServer``, real HTTP on 127.0.0.1) and each
 endpoint is requested ``--requests`` times with varying ids / pages over one keep-alive
 connection. Baseline measured in the same run: ``GET /healthz`` (HTTP + framework cost with
 no query); ratios are p95(endpoint) / p95(healthz).
 
-Insights are served from a cache with bounded staleness (``api.views.InsightsCache``:
+Insights are served from a cache with bounded staleness (``insights.cache.InsightsCache``:
 reused while younger than ``max_age_s``, default 2 s, refreshed in the background). So
 that the figure is honest, two more measurements:
 
-* **recompute**: ``queries.session_insights`` / ``user_insights`` called directly (no
-  cache, no HTTP), each part timed; and the "cold" rows, which defeat the cache through
-  HTTP (a new ``top`` each time, hence a new cache key);
+* **recompute**: ``insights.session_insights`` / ``user_insights`` called directly on a
+  ``store.read()`` reader (no cache, no HTTP), and the reader calls they are made of,
+  each timed; and the "cold" rows, which defeat the cache through HTTP (a new ``top``
+  each time, hence a new cache key);
 * **under write load**: a thread writes small batches (a new session of
-  ``--batch`` tasks, some with feedback) through ``SQLiteStore.write`` every
+  ``--batch`` tasks, some with feedback; extracted, then ``store.write``) every
   ``--write-every`` seconds, in the server's process as ingest would, while the insight
   endpoints are requested (paced, for ``--load-seconds`` each, i.e. several max ages);
   the table adds the oldest result served (now - ``computed_at``) and how many
@@ -36,7 +42,6 @@ import http.client
 import itertools
 import json
 import random
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -46,210 +51,158 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from _common import (
+    BASE_NS,
+    SEC,
+    export_request,
+    feedback_attributes,
+    records_extraction,
+    task_attributes,
+    timed,
+    write_data_set,
+)
+from _common import p95 as _p95
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from phospho_otel.semconv import (
-    IOAttributes,
-    PhosphoAttributes,
-    SessionAttributes,
-    UserAttributes,
-)
-from phospho_otel.server import AggregatorServer
-from phospho_otel.server_settings import ServerSettings
-from phospho_otel.store import queries
-from phospho_otel.store.schema import DDL
-from phospho_otel.store.sqlite import SQLiteStore
+from phospho_otel.aggregator import extract
+from phospho_otel.api.serialize import iso_to_ns
+from phospho_otel.insights import session_insights, user_insights
+from phospho_otel.insights.sessions import quantile_ranks
+from phospho_otel.model.records import Extraction, FeedbackRecord, TaskRecord
+from phospho_otel.server import AggregatorServer, ServerSettings
+from phospho_otel.store import open_store
+from phospho_otel.store.api import Page, SessionFilter, Store, TaskFilter, UserFilter
 
-BASE_NS = 1_764_000_000 * 1_000_000_000  # 2025-11-24T16:00:00Z
-S = 1_000_000_000
 TARGET_MS = 50.0
+POPULATE_TASKS = 20_000
+"""Tasks per ``store.write`` when building the data set (whole sessions)."""
+
+_INPUTS = [
+    f"question {i}: how do I {w}?"
+    for i, w in enumerate(
+        [
+            "reset my password",
+            "export data",
+            "cancel",
+            "upgrade",
+            "get a refund",
+            "log in",
+            "change email",
+            "delete my account",
+            "contact support",
+            "use the API",
+        ]
+    )
+]
 
 
-def _task_rows(
-    n_sessions: int,
-    n_users: int,
-    tasks_per_session: int,
-    seed: int,
-    session_rows: list[tuple[object, ...]],
-) -> Iterator[tuple[object, ...]]:
+def session_records(
+    n_sessions: int, n_users: int, tasks_per_session: int, seed: int
+) -> Iterator[tuple[list[TaskRecord], list[FeedbackRecord]]]:
+    """The data set, one session at a time: its tasks and their feedback (every 7th task
+    a success, else every 11th a failure, one second after it ends; every 50th task an
+    error)."""
     rng = random.Random(seed)
-    inputs = [
-        f"question {i}: how do I {w}?"
-        for i, w in enumerate(
-            [
-                "reset my password",
-                "export data",
-                "cancel",
-                "upgrade",
-                "get a refund",
-                "log in",
-                "change email",
-                "delete my account",
-                "contact support",
-                "use the API",
-            ]
-        )
-    ]
     t = 0
     for s in range(n_sessions):
         user = f"user-{s % n_users:05d}"
         sid = f"session-{s:06d}"
-        start = BASE_NS + s * 50 * S + rng.randrange(0, 30) * S
+        start = BASE_NS + s * 50 * SEC + rng.randrange(0, 30) * SEC
         n = (
             max(1, tasks_per_session + rng.randrange(-5, 6))
             if tasks_per_session > 5
             else tasks_per_session
         )
-        first = last = None
-        succ = fail = err = 0
+        tasks: list[TaskRecord] = []
+        feedback: list[FeedbackRecord] = []
         for k in range(n):
             tid = f"task-{t:07d}"
-            t_start = start + k * 20 * S
-            t_end = t_start + rng.randrange(1, 5) * S
-            text_in = inputs[(s + k) % len(inputs)]
-            status = "error" if t % 50 == 0 else "ok"
+            trace_id = t.to_bytes(16, "big")
+            t_start = start + k * 20 * SEC
+            t_end = t_start + rng.randrange(1, 5) * SEC
+            tasks.append(TaskRecord(
+                task_id=tid, trace_id=trace_id, span_id=t.to_bytes(8, "big"),
+                session_id=sid, user_id=user, name="chat", service_name="bench",
+                convention="phospho", input=_INPUTS[(s + k) % len(_INPUTS)],
+                output=f"answer {t}", raw_input='{"q": 1}', raw_output='{"a": 1}',
+                metadata='{"model": "m"}', start_ns=t_start, end_ns=t_end,
+                status="error" if t % 50 == 0 else "ok",
+            ))
             flag = "success" if t % 7 == 0 else ("failure" if t % 11 == 0 else None)
-            succ += flag == "success"
-            fail += flag == "failure"
-            err += status == "error"
-            row = (
-                tid,
-                t.to_bytes(16, "big"),
-                t.to_bytes(8, "big"),
-                sid,
-                user,
-                "chat",
-                "bench",
-                "phospho",
-                text_in,
-                f"answer {t}",
-                '{"q": 1}',
-                '{"a": 1}',
-                '{"model": "m"}',
-                t_start,
-                t_end,
-                status,
-                flag,
-                t_end + S if flag else None,
-                None,
-                "user" if flag else None,
-            )
-            if first is None:
-                first = row
-            last = row
+            if flag:
+                feedback.append(FeedbackRecord(
+                    trace_id=trace_id, span_id=(2**63 + t).to_bytes(8, "big"), task_id=tid,
+                    flag=flag, notes=None, source="user", time_ns=t_end + SEC,
+                ))
             t += 1
-            yield row
-        assert first is not None and last is not None
-        session_rows.append(
-            (
-                sid,
-                user,
-                n,
-                start,
-                last[14],
-                first[0],
-                first[13],
-                first[8],
-                last[0],
-                last[13],
-                last[8],
-                last[9],
-                last[15],
-                succ,
-                fail,
-                err,
-            )
-        )
+        yield tasks, feedback
+
+
+def _extractions(n_tasks: int, n_sessions: int, n_users: int,
+                 seed: int) -> Iterator[Extraction]:
+    """The data set as ``Extraction``s of whole sessions, about ``POPULATE_TASKS`` tasks
+    each."""
+    tasks: list[TaskRecord] = []
+    feedback: list[FeedbackRecord] = []
+    for session_tasks, session_feedback in session_records(
+        n_sessions, n_users, n_tasks // n_sessions, seed
+    ):
+        tasks += session_tasks
+        feedback += session_feedback
+        if len(tasks) >= POPULATE_TASKS:
+            yield records_extraction(tasks=tasks, feedback=feedback)
+            tasks, feedback = [], []
+    if tasks:
+        yield records_extraction(tasks=tasks, feedback=feedback)
 
 
 def populate(path: Path, n_tasks: int, n_sessions: int, n_users: int, seed: int = 1) -> None:
-    """Write the synthetic data set into a fresh SQLite file at ``path``."""
-    conn = sqlite3.connect(path)
-    conn.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;")
-    conn.executescript(DDL)
-    session_rows: list[tuple[object, ...]] = []
-    with conn:
-        conn.executemany(
-            "INSERT INTO tasks (task_id, trace_id, span_id, session_id, user_id, name,"
-            " service_name, convention, input, output, raw_input, raw_output, metadata,"
-            " start_ns, end_ns, status, flag, flag_time_ns, notes, flag_source)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            _task_rows(n_sessions, n_users, n_tasks // n_sessions, seed, session_rows),
-        )
-        conn.executemany(
-            "INSERT INTO sessions (session_id, user_id, task_count, start_ns, end_ns,"
-            " first_task_id, first_start_ns, first_input, last_task_id, last_start_ns,"
-            " last_input, last_output, last_status, success_count, failure_count, error_count)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            session_rows,
-        )
-        conn.execute(
-            "UPDATE sessions SET last_flag ="
-            " (SELECT flag FROM tasks WHERE task_id = sessions.last_task_id)"
-        )
-        conn.execute(
-            "INSERT INTO users (user_id, task_count, session_count, first_seen_ns, last_seen_ns,"
-            " success_count, failure_count, error_count)"
-            " SELECT user_id, sum(task_count), count(*), min(start_ns), max(end_ns),"
-            " sum(success_count), sum(failure_count), sum(error_count)"
-            " FROM sessions GROUP BY user_id"
-        )
-    conn.execute("ANALYZE")
-    conn.close()
-
-
-def _p95(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=20, method="inclusive")[-1]
-
-
-def _attrs(values: dict[str, object]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=AnyValue(string_value=str(v))) for k, v in values.items()]
+    """Write the synthetic data set into a fresh store at ``path``, through its write
+    path (``synchronous=NORMAL``: a benchmark's scratch file need not survive a power
+    loss)."""
+    store = open_store(str(path), synchronous="NORMAL")
+    try:
+        write_data_set(store, _extractions(n_tasks, n_sessions, n_users, seed))
+    finally:
+        store.close()
 
 
 def _load_request(n: int, batch: int, n_users: int) -> ExportTraceServiceRequest:
     """Write ``n`` of the load: a new session of ``batch`` tasks (the last one flagged
     every third time), starting after the data set."""
-    req = ExportTraceServiceRequest()
-    rs = req.resource_spans.add()
-    rs.resource.attributes.extend(_attrs({"service.name": "bench-load"}))
-    ss = rs.scope_spans.add()
-    start = BASE_NS + 10**7 * S + n * 100 * S
-    for k in range(batch):
-        tid = f"load-{n:06d}-{k:02d}"
-        ss.spans.append(Span(
-            trace_id=(10**9 + n).to_bytes(16, "big"), span_id=(k + 1).to_bytes(8, "big"),
+    start = BASE_NS + 10**7 * SEC + n * 100 * SEC
+    trace_id = (10**9 + n).to_bytes(16, "big")
+    spans = [
+        Span(
+            trace_id=trace_id, span_id=(k + 1).to_bytes(8, "big"),
             name="chat", kind=Span.SPAN_KIND_INTERNAL,
-            start_time_unix_nano=start + k * S, end_time_unix_nano=start + k * S + S // 2,
-            attributes=_attrs({
-                PhosphoAttributes.SPAN_TYPE: "task", PhosphoAttributes.TASK_ID: tid,
-                IOAttributes.INPUT_VALUE: f"load question {n % 50}",
-                IOAttributes.OUTPUT_VALUE: f"answer {n}",
-                SessionAttributes.SESSION_ID: f"load-session-{n:06d}",
-                UserAttributes.USER_ID: f"user-{n % n_users:05d}",
-            }),
-        ))
+            start_time_unix_nano=start + k * SEC, end_time_unix_nano=start + k * SEC + SEC // 2,
+            attributes=task_attributes(
+                f"load-{n:06d}-{k:02d}", input=f"load question {n % 50}",
+                output=f"answer {n}", session_id=f"load-session-{n:06d}",
+                user_id=f"user-{n % n_users:05d}",
+            ),
+        )
+        for k in range(batch)
+    ]
     if n % 3 == 0:
-        ss.spans.append(Span(
-            trace_id=(10**9 + n).to_bytes(16, "big"), span_id=(batch + 1).to_bytes(8, "big"),
+        spans.append(Span(
+            trace_id=trace_id, span_id=(batch + 1).to_bytes(8, "big"),
             name="feedback", kind=Span.SPAN_KIND_INTERNAL,
-            start_time_unix_nano=start + batch * S, end_time_unix_nano=start + batch * S,
-            attributes=_attrs({
-                PhosphoAttributes.SPAN_TYPE: "feedback",
-                PhosphoAttributes.TASK_ID: f"load-{n:06d}-{batch - 1:02d}",
-                PhosphoAttributes.FEEDBACK_FLAG: "failure",
-            }),
+            start_time_unix_nano=start + batch * SEC, end_time_unix_nano=start + batch * SEC,
+            attributes=feedback_attributes(f"load-{n:06d}-{batch - 1:02d}", "failure"),
         ))
-    return req
+    return export_request(spans, service="bench-load")
 
 
 class _Writer(threading.Thread):
-    """Writes ``_load_request``s through ``store.write`` every ``every`` seconds."""
+    """Writes ``_load_request``s (extracted, then ``store.write``) every ``every``
+    seconds."""
 
-    def __init__(self, store: SQLiteStore, every: float, batch: int, n_users: int) -> None:
+    def __init__(self, store: Store, every: float, batch: int, n_users: int) -> None:
         super().__init__(name="bench-writer", daemon=True)
         self.store, self.every, self.batch, self.n_users = store, every, batch, n_users
         self.stop = threading.Event()
@@ -261,46 +214,60 @@ class _Writer(threading.Thread):
         while not self.stop.is_set():
             req = _load_request(self.writes, self.batch, self.n_users)
             t0 = time.perf_counter()
-            self.store.write(req)
+            self.store.write([extract(req)])
             self.write_ms.append((time.perf_counter() - t0) * 1000)
             self.writes += 1
             next_at += self.every
             self.stop.wait(max(0.0, next_at - time.perf_counter()))
 
 
-def _recompute_parts(path: Path) -> list[tuple[str, float]]:
-    """Median ms of each part of ``session_insights`` and of the whole, no cache, no HTTP."""
-    conn = sqlite3.connect(path)
+def _counts(path: Path) -> tuple[int, int, int]:
+    """(tasks, sessions, users) in the store at ``path``."""
+    store = open_store(str(path), read_only=True)
     try:
-        parts: list[tuple[str, Callable[[], object]]] = [
-            ("totals (one scan of sessions)", lambda: conn.execute(
-                "SELECT count(*), avg(end_ns - start_ns), avg(task_count), total(task_count),"
-                " total(success_count), total(failure_count), total(error_count)"
-                " FROM sessions").fetchone()),
-            ("length histogram", lambda: conn.execute(
-                "SELECT task_count, count(*) FROM sessions GROUP BY task_count"
-                " ORDER BY task_count").fetchall()),
-            ("median + p90 (index OFFSET)", lambda: [
-                queries._quantile_ns(conn, [], [], n, q)
-                for n in [conn.execute("SELECT count(*) FROM sessions").fetchone()[0]]
-                for q in (0.5, 0.9)]),
-            ("sessions per day", lambda: queries._sessions_per_day(conn, None, None, None)),
-            ("endings", lambda: queries._endings(conn, [], [], 5)),
-            ("session_insights (whole)", lambda: queries.session_insights(conn)),
-            ("user_insights (whole)", lambda: queries.user_insights(conn)),
-        ]
-        out = []
-        for name, fn in parts:
-            fn()
-            samples = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                fn()
-                samples.append((time.perf_counter() - t0) * 1000)
-            out.append((name, statistics.median(samples)))
-        return out
+        with store.read() as reader:
+            tasks = reader.list_tasks(TaskFilter(), Page("start_time", limit=1)).total
+            sessions = reader.session_totals(SessionFilter()).session_count
+            users = reader.user_totals(UserFilter()).user_count
     finally:
-        conn.close()
+        store.close()
+    assert tasks is not None
+    return tasks, sessions, users
+
+
+def _recompute_parts(path: Path) -> list[tuple[str, float]]:
+    """Median ms of each reader call ``session_insights`` makes and of the whole (and of
+    ``user_insights``), on one ``store.read()`` snapshot: no cache, no HTTP."""
+    store = open_store(str(path), read_only=True)
+    try:
+        with store.read() as reader:
+            everything = SessionFilter()
+            n = reader.session_totals(everything).session_count
+
+            def quantiles() -> list[list[int]]:  # what session_insights asks for each
+                out = []
+                for q in (0.5, 0.9):
+                    lo, weight = quantile_ranks(n, q)
+                    out.append(reader.session_durations_at(
+                        everything, [lo, lo + 1] if weight else [lo]))
+                return out
+
+            parts: list[tuple[str, Callable[[], object]]] = [
+                ("totals (one scan of sessions)", lambda: reader.session_totals(everything)),
+                ("length histogram", lambda: reader.session_lengths(everything)),
+                ("median + p90 (index OFFSET)", quantiles),
+                ("sessions per day", lambda: reader.sessions_per_day(everything)),
+                ("endings", lambda: reader.session_endings(everything)),
+                ("session_insights (whole)", lambda: session_insights(reader)),
+                ("user_insights (whole)", lambda: user_insights(reader)),
+            ]
+            out = []
+            for name, fn in parts:
+                fn()
+                out.append((name, statistics.median(timed(fn, 5))))
+            return out
+    finally:
+        store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="under write load: seconds between writes (default 0.01)")
     parser.add_argument("--batch", type=int, default=10,
                         help="under write load: tasks per write (default 10)")
+    parser.add_argument("--populate-only", action="store_true",
+                        help="stop once the data set is written (to time it)")
     args = parser.parse_args(argv)
     load_seconds = args.load_seconds or (3.0 if args.quick else 8.0)
     scale = 10 if args.quick else 1
@@ -323,11 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     if not path.exists():
         t0 = time.perf_counter()
         populate(path, n_tasks, n_sessions, n_users)
-        print(f"data set written with SQL in {time.perf_counter() - t0:.1f} s")
-    with sqlite3.connect(path) as check:
-        counts = [check.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                  for t in ("tasks", "sessions", "users")]
-    print("data set: {:,} tasks / {:,} sessions / {:,} users".format(*counts))
+        print(f"data set written through store.write in {time.perf_counter() - t0:.1f} s")
+    print("data set: {:,} tasks / {:,} sessions / {:,} users".format(*_counts(path)))
+    if args.populate_only:
+        tmp.cleanup()
+        return 0
     print("\ninsights recomputed, no cache, no HTTP (median of 5):")
     for name, ms in _recompute_parts(path):
         print(f"  {name:34} {ms:8.1f} ms")
@@ -378,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
          lambda: ("/api/insights/users", {"top": next(cold_top)})),
     ]
     cold_top = itertools.cycle(range(1, 101))
-    settings = ServerSettings(db=str(path), http_port=0, grpc_port=0)
+    settings = ServerSettings(store=str(path), http_port=0, grpc_port=0)
     results: list[tuple[str, float, float]] = []
     with AggregatorServer(settings) as server:
         assert server.http_port is not None
@@ -431,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
                 if "computed_at" in doc:
                     computed.add(doc["computed_at"])
-                    age = time.time() - queries.iso_to_ns(doc["computed_at"]) / 1e9
+                    age = time.time() - iso_to_ns(doc["computed_at"]) / 1e9
                     oldest = max(oldest, age)
                 time.sleep(0.01)
             loaded.append((name, statistics.median(samples), _p95(samples), oldest,

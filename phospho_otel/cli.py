@@ -1,44 +1,53 @@
-"""The ``phospho-otel`` command line.
+"""The ``phospho-otel`` command line (needs the ``server`` extra; ``__main__`` says so).
 
 ::
 
-    phospho-otel serve     [--db PATH] [--host H] [--http-port N] [--grpc-port N] [--token T]
-    phospho-otel sessions  [SESSION_ID] [--db PATH | --url URL] [--json] [filters...]
-    phospho-otel users     [USER_ID]    [--db PATH | --url URL] [--json] [filters...]
-    phospho-otel tasks     [TASK_ID]    [--db PATH | --url URL] [--json] [filters...]
-    phospho-otel insights  [--db PATH | --url URL] [--json] [--from T] [--to T]
-    phospho-otel demo      (the README's main job, see phospho_otel/demo.py)
+    phospho-otel serve     [--store URL | --db PATH] [--host H] [--http-port N] ... (every setting)
+    phospho-otel sessions  [SESSION_ID] [--store URL | --db PATH | --url URL] [--json] [filters...]
+    phospho-otel users     [USER_ID]    [--store URL | --db PATH | --url URL] [--json] [filters...]
+    phospho-otel tasks     [TASK_ID]    [--store URL | --db PATH | --url URL] [--json] [filters...]
+    phospho-otel insights  [--store URL | --db PATH | --url URL] [--json] [--from T] [--to T]
 
-The view commands read either the SQLite file directly (``--db``, default ``$PHOSPHO_DB``
-or ``./phospho.db``) or a running server (``--url``, or ``$PHOSPHO_URL``). They print tables
-for people and, with ``--json``, the API's JSON for scripts.
+The view commands run the API's own view functions (``api.views``), either on the store
+directly (``--store``/``--db``, default ``$PHOSPHO_STORE``, ``$PHOSPHO_DB`` or
+``./phospho.db``, opened read-only) or on a running server over HTTP (``--url``, or
+``$PHOSPHO_URL``): the same checks, the same answers. They print tables for people and,
+with ``--json``, the API's JSON for scripts. ``serve``'s options are generated from the
+settings table (``server.settings``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
 import signal
-import sqlite3
 import sys
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import click
 
-from phospho_otel.server_settings import PHOSPHO_DB, PHOSPHO_TOKEN, ServerSettings
-from phospho_otel.store import queries
+from phospho_otel.api.views import ViewContext, run_view, view_named
+from phospho_otel.errors import ConfigurationError, ServerError, StoreError
+from phospho_otel.insights import InsightsCache
+from phospho_otel.server.settings import (
+    PHOSPHO_DB,
+    PHOSPHO_STORE,
+    PHOSPHO_TOKEN,
+    PHOSPHO_URL,
+    ServerSettings,
+    setting_of,
+)
+from phospho_otel.store import open_store
+from phospho_otel.store.api import Store
 
-__all__ = ["PHOSPHO_URL", "ViewSource", "main"]
-
-PHOSPHO_URL = "PHOSPHO_URL"
-"""Base URL of a running aggregator for the view commands (instead of ``--db``)."""
+__all__ = ["ViewSource", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,27 +56,46 @@ logger = logging.getLogger(__name__)
 
 
 class ViewSource:
-    """Where the view commands read from: a running server's API or the SQLite file.
+    """Where the view commands read from: a running server's API (``url``) or a store.
 
-    Both answer ``get(path, params)`` with the JSON the HTTP API gives for
-    ``GET <path>?<params>``; a missing item or a bad parameter raises ``click.ClickException``.
+    ``get(view_name, ids, params)`` answers the JSON of ``api.views``'s view for those
+    path ids and query parameters, computed here or by the server; a missing item or a bad
+    parameter raises ``click.ClickException`` with the same ``<status>: <message>``.
     """
 
-    def __init__(self, *, url: str | None, db: str | None, token: str | None) -> None:
+    def __init__(self, *, url: str | None, store: str | None, token: str | None) -> None:
         self.url = url.rstrip("/") if url else None
         self.token = token
-        self.db = db
-        self._conn: sqlite3.Connection | None = None
+        self.store_url = store
+        self._context: ViewContext | None = None
 
-    def get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
-        params = {k: v for k, v in params.items() if v is not None}
+    def get(self, view_name: str, ids: dict[str, str],
+            params: dict[str, Any]) -> dict[str, Any]:
+        view = view_named(view_name)
+        query = [(k, str(v)) for k, v in params.items() if v is not None]
         if self.url:
-            return self._http(path, params)
-        return self._local(path, params)
+            path = view.path.format(**{k: urllib.parse.quote(v, safe="") for k, v in ids.items()})
+            return self._http(path, query)
+        try:
+            return run_view(view, self._local(), ids, query)
+        except ServerError as exc:
+            raise click.ClickException(f"{exc.status}: {exc.message}") from None
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
 
-    def _http(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
-        query = urllib.parse.urlencode(params)
-        request = urllib.request.Request(f"{self.url}{path}" + (f"?{query}" if query else ""))
+    def _local(self) -> ViewContext:
+        if self._context is None:
+            assert self.store_url is not None
+            try:
+                store: Store = open_store(self.store_url, read_only=True)
+            except (StoreError, ConfigurationError) as exc:
+                raise click.ClickException(f"{exc} (use --db, --store or --url)") from None
+            self._context = ViewContext(store, InsightsCache(store, max_age_s=0.0))
+        return self._context
+
+    def _http(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
+        encoded = urllib.parse.urlencode(query)
+        request = urllib.request.Request(f"{self.url}{path}" + (f"?{encoded}" if encoded else ""))
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -82,66 +110,9 @@ class ViewSource:
         except urllib.error.URLError as exc:
             raise click.ClickException(f"cannot reach {self.url}: {exc.reason}") from None
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            assert self.db is not None
-            path = Path(self.db)
-            if not path.exists():
-                raise click.ClickException(f"no database at {path} (use --db or --url)")
-            self._conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True,
-                                         check_same_thread=False)
-        return self._conn
-
-    def _local(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
-        conn = self._connection()
-        start = queries.iso_to_ns(params["from"]) if "from" in params else None
-        end = queries.iso_to_ns(params["to"]) if "to" in params else None
-        parts = path.strip("/").split("/", 2)  # api, kind, id
-
-        def page(default_sort: str) -> queries.Page:
-            cursor = params.get("cursor")
-            return queries.Page(
-                sort=params.get("sort", default_sort),
-                descending=params.get("order", "desc") == "desc",
-                limit=int(params.get("limit", 50)),
-                offset=int(params.get("offset", 0)),
-                cursor=queries.decode_cursor(cursor) if cursor else None,
-            )
-
-        try:
-            kind = parts[1]
-            item = parts[2] if len(parts) > 2 else None
-            result: dict[str, Any] | None
-            if kind == "sessions" and item:
-                result = queries.get_session(conn, item)
-            elif kind == "sessions":
-                result = queries.list_sessions(conn, page=page("start_time"), from_ns=start,
-                                               to_ns=end, user_id=params.get("user_id"))
-            elif kind == "users" and item:
-                result = queries.get_user(conn, item, limit=int(params.get("limit", 100)))
-            elif kind == "users":
-                result = queries.list_users(conn, page=page("last_seen"), from_ns=start,
-                                            to_ns=end, user_id=params.get("user_id"))
-            elif kind == "tasks" and item:
-                result = queries.get_task(conn, item)
-            elif kind == "tasks":
-                result = queries.list_tasks(conn, page=page("start_time"), from_ns=start,
-                                            to_ns=end, user_id=params.get("user_id"),
-                                            session_id=params.get("session_id"))
-            elif kind == "insights" and item == "sessions":
-                result = queries.session_insights(conn, from_ns=start, to_ns=end,
-                                                  user_id=params.get("user_id"))
-            elif kind == "insights" and item == "users":
-                result = queries.user_insights(conn, from_ns=start, to_ns=end)
-            else:  # pragma: no cover - only our own commands call this
-                raise click.ClickException(f"unknown view {path}")
-        except queries.InvalidQuery as exc:
-            raise click.ClickException(str(exc)) from None
-        except sqlite3.Error as exc:
-            raise click.ClickException(f"cannot read {self.db}: {exc}") from None
-        if result is None:
-            raise click.ClickException(f"404: not found: {parts[-1]!r}")
-        return result
+    def close(self) -> None:
+        if self._context is not None:
+            self._context.store.close()
 
 
 # ----------------------------------------------------------------------------- tables
@@ -207,8 +178,10 @@ def _source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--url", envvar=PHOSPHO_URL, default=None,
                       help="read a running server, e.g. http://127.0.0.1:8318 "
                       "[env PHOSPHO_URL]")(fn)
-    fn = click.option("--db", envvar=PHOSPHO_DB, default="phospho.db", show_default=True,
-                      help="read this SQLite file directly [env PHOSPHO_DB]")(fn)
+    fn = click.option("--store", "--db", "store", envvar=[PHOSPHO_STORE, PHOSPHO_DB],
+                      default="phospho.db", show_default=True,
+                      help="read this store directly: a SQLite file or sqlite:///PATH "
+                      "[env PHOSPHO_STORE, PHOSPHO_DB]")(fn)
     return fn
 
 
@@ -229,10 +202,6 @@ def _emit(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
         click.echo(render(data))
 
 
-def _source(db: str, url: str | None, token: str | None) -> ViewSource:
-    return ViewSource(url=url, db=None if url else db, token=token)
-
-
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="log at INFO level")
 def main(verbose: bool) -> None:
@@ -243,38 +212,41 @@ def main(verbose: bool) -> None:
     )
 
 
+def _click_type(f: dataclasses.Field[Any]) -> Any:
+    s = setting_of(f)
+    if s.choices:
+        return click.Choice(s.choices, case_sensitive=False)
+    if s.kind is int:
+        return click.IntRange(None if s.lo is None else int(s.lo),
+                              None if s.hi is None else int(s.hi))
+    if s.kind is float:
+        return click.FloatRange(s.lo, s.hi)
+    return str
+
+
+def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """One option per ``ServerSettings`` field, from its ``Setting``."""
+    for f in reversed(dataclasses.fields(ServerSettings)):
+        s = setting_of(f)
+        default = "none" if f.default is None else f.default
+        help_text = f"{s.help} [env {', '.join(s.env)}; default {default}]"
+        fn = click.option(*s.flags, f.name, type=_click_type(f), default=None,
+                          help=help_text)(fn)
+    return fn
+
+
 @main.command()
-@click.option("--db", default=None, help="SQLite file [env PHOSPHO_DB; default ./phospho.db]")
-@click.option("--host", default=None, help="bind address [env PHOSPHO_HOST; default 127.0.0.1]")
-@click.option("--http-port", type=click.IntRange(0, 65535), default=None,
-              help="OTLP/HTTP + API port [env PHOSPHO_HTTP_PORT; default 8318; 0 = any free]")
-@click.option("--grpc-port", type=click.IntRange(0, 65535), default=None,
-              help="OTLP/gRPC port [env PHOSPHO_GRPC_PORT; default 8317; 0 = any free]")
-@click.option("--token", default=None, help="require Authorization: Bearer <token> "
-              "[env PHOSPHO_TOKEN]")
-@click.option("--max-body-bytes", type=click.IntRange(min=1), default=None,
-              help="largest request accepted [env PHOSPHO_MAX_BODY_BYTES]")
-@click.option("--jaeger-ui-url", default=None,
-              help="Jaeger UI for links [env PHOSPHO_JAEGER_UI_URL]")
-@click.option("--sqlite-synchronous", type=click.Choice(["FULL", "NORMAL"], case_sensitive=False),
-              default=None, help="FULL: acknowledged data survives power loss; NORMAL: a "
-              "killed process, faster [env PHOSPHO_SQLITE_SYNCHRONOUS; default FULL]")
-@click.option("--insights-max-age", type=click.FloatRange(0, 3600), default=None,
-              help="seconds an insights result may be served while data changes "
-              "[env PHOSPHO_INSIGHTS_MAX_AGE_S; default 2]")
-def serve(db: str | None, host: str | None, http_port: int | None, grpc_port: int | None,
-          token: str | None, max_body_bytes: int | None, jaeger_ui_url: str | None,
-          sqlite_synchronous: str | None, insights_max_age: float | None) -> None:
+@_settings_options
+def serve(**options: Any) -> None:
     """Run the aggregator until SIGTERM or SIGINT."""
     from phospho_otel.server import AggregatorServer
 
-    settings = ServerSettings.from_env(db=db, host=host, http_port=http_port,
-                                       grpc_port=grpc_port, token=token,
-                                       max_body_bytes=max_body_bytes,
-                                       jaeger_ui_url=jaeger_ui_url,
-                                       sqlite_synchronous=sqlite_synchronous
-                                       and sqlite_synchronous.upper(),
-                                       insights_max_age_s=insights_max_age)
+    if options.get("sqlite_synchronous"):
+        options["sqlite_synchronous"] = options["sqlite_synchronous"].upper()
+    try:
+        settings = ServerSettings.from_env(**options)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -285,7 +257,7 @@ def serve(db: str | None, host: str | None, http_port: int | None, grpc_port: in
     server = AggregatorServer(settings)
     try:
         server.start()
-    except OSError as exc:
+    except (OSError, StoreError, ConfigurationError) as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
     try:
         if not settings.token:
@@ -294,7 +266,7 @@ def serve(db: str | None, host: str | None, http_port: int | None, grpc_port: in
                 "open to anyone who can connect (set --token or PHOSPHO_TOKEN)",
                 err=True,
             )
-        click.echo(f"phospho-otel: database {settings.db}", err=True)
+        click.echo(f"phospho-otel: store {settings.store}", err=True)
         click.echo(f"phospho-otel listening http={settings.host}:{server.http_port} "
                    f"grpc={settings.host}:{server.grpc_port}")
         sys.stdout.flush()
@@ -305,24 +277,29 @@ def serve(db: str | None, host: str | None, http_port: int | None, grpc_port: in
         server.stop()
 
 
+def _source(store: str, url: str | None, token: str | None) -> ViewSource:
+    return ViewSource(url=url, store=None if url else store, token=token)
+
+
 @main.command()
 @click.argument("session_id", required=False)
 @_source_options
 @_list_options
 @click.option("--user", "user_id", default=None, help="only this user's sessions")
-def sessions(session_id: str | None, db: str, url: str | None, token: str | None,
+def sessions(session_id: str | None, store: str, url: str | None, token: str | None,
              as_json: bool, from_: str | None, to_: str | None, sort: str | None,
              order: str | None, limit: int, offset: int | None, user_id: str | None) -> None:
     """List sessions, or show one with its tasks."""
-    src = _source(db, url, token)
+    src = _source(store, url, token)
     if session_id:
-        data = src.get(f"/api/sessions/{urllib.parse.quote(session_id, safe='')}", {})
+        data = src.get("get_session", {"session_id": session_id}, {})
         _emit(data, as_json, lambda d: _fields(d, [k for k, *_ in SESSION_COLUMNS] + [
             "end_time", "first_input", "last_output", "last_task_id"]) + "\n\n" +
             _table(d["tasks"], TASK_COLUMNS))
         return
-    data = src.get("/api/sessions", {"from": from_, "to": to_, "sort": sort, "order": order,
-                                     "limit": limit, "offset": offset, "user_id": user_id})
+    data = src.get("list_sessions", {}, {"from": from_, "to": to_, "sort": sort,
+                                         "order": order, "limit": limit, "offset": offset,
+                                         "user_id": user_id})
     _emit(data, as_json, lambda d: _table(d["items"], SESSION_COLUMNS) +
           f"\n({len(d['items'])} of {d['total']} sessions)")
 
@@ -331,20 +308,20 @@ def sessions(session_id: str | None, db: str, url: str | None, token: str | None
 @click.argument("user_id", required=False)
 @_source_options
 @_list_options
-def users(user_id: str | None, db: str, url: str | None, token: str | None, as_json: bool,
+def users(user_id: str | None, store: str, url: str | None, token: str | None, as_json: bool,
           from_: str | None, to_: str | None, sort: str | None, order: str | None,
           limit: int, offset: int | None) -> None:
     """List users, or show one with their sessions and tasks."""
-    src = _source(db, url, token)
+    src = _source(store, url, token)
     if user_id:
-        data = src.get(f"/api/users/{urllib.parse.quote(user_id, safe='')}", {"limit": limit})
+        data = src.get("get_user", {"user_id": user_id}, {"limit": limit})
         _emit(data, as_json, lambda d: _fields(d, [k for k, *_ in USER_COLUMNS] + [
             "success_count", "failure_count"]) + "\n\nSessions\n" +
             _table(d["sessions"], SESSION_COLUMNS) + "\n\nTasks\n" +
             _table(d["tasks"], TASK_COLUMNS))
         return
-    data = src.get("/api/users", {"from": from_, "to": to_, "sort": sort, "order": order,
-                                  "limit": limit, "offset": offset})
+    data = src.get("list_users", {}, {"from": from_, "to": to_, "sort": sort, "order": order,
+                                      "limit": limit, "offset": offset})
     _emit(data, as_json, lambda d: _table(d["items"], USER_COLUMNS) +
           f"\n({len(d['items'])} of {d['total']} users)")
 
@@ -355,18 +332,18 @@ def users(user_id: str | None, db: str, url: str | None, token: str | None, as_j
 @_list_options
 @click.option("--user", "user_id", default=None, help="only this user's tasks")
 @click.option("--session", "session_id", default=None, help="only this session's tasks")
-def tasks(task_id: str | None, db: str, url: str | None, token: str | None, as_json: bool,
+def tasks(task_id: str | None, store: str, url: str | None, token: str | None, as_json: bool,
           from_: str | None, to_: str | None, sort: str | None, order: str | None,
           limit: int, offset: int | None, user_id: str | None, session_id: str | None) -> None:
     """List tasks, or show one."""
-    src = _source(db, url, token)
+    src = _source(store, url, token)
     if task_id:
-        data = src.get(f"/api/tasks/{urllib.parse.quote(task_id, safe='')}", {})
+        data = src.get("get_task", {"task_id": task_id}, {})
         _emit(data, as_json, lambda d: _fields(d, list(d)))
         return
-    data = src.get("/api/tasks", {"from": from_, "to": to_, "sort": sort, "order": order,
-                                  "limit": limit, "offset": offset, "user_id": user_id,
-                                  "session_id": session_id})
+    data = src.get("list_tasks", {}, {"from": from_, "to": to_, "sort": sort, "order": order,
+                                      "limit": limit, "offset": offset, "user_id": user_id,
+                                      "session_id": session_id})
     _emit(data, as_json, lambda d: _table(d["items"], TASK_COLUMNS) +
           f"\n({len(d['items'])} of {d['total']} tasks)")
 
@@ -410,32 +387,16 @@ def _render_insights(d: dict[str, Any]) -> str:
 @click.option("--from", "from_", default=None, help="ISO-8601 start")
 @click.option("--to", "to_", default=None, help="ISO-8601 end (exclusive)")
 @click.option("--user", "user_id", default=None, help="session figures of this user only")
-def insights(db: str, url: str | None, token: str | None, as_json: bool, from_: str | None,
+def insights(store: str, url: str | None, token: str | None, as_json: bool, from_: str | None,
              to_: str | None, user_id: str | None) -> None:
     """Session and user figures: durations, lengths, what ends sessions, top users."""
-    src = _source(db, url, token)
+    src = _source(store, url, token)
     data = {
-        "sessions": src.get("/api/insights/sessions",
+        "sessions": src.get("sessions_insights", {},
                             {"from": from_, "to": to_, "user_id": user_id}),
-        "users": src.get("/api/insights/users", {"from": from_, "to": to_}),
+        "users": src.get("users_insights", {}, {"from": from_, "to": to_}),
     }
     _emit(data, as_json, _render_insights)
-
-
-@main.command()
-@click.option("--workdir", type=click.Path(file_okay=False), default=None,
-              help="where the database and logs go (default: a new temp dir)")
-@click.option("--users", "n_users", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--sessions", "n_sessions", type=click.IntRange(min=1), default=60,
-              show_default=True)
-@click.option("--seed", type=int, default=7, show_default=True)
-def demo(workdir: str | None, n_users: int, n_sessions: int, seed: int) -> None:
-    """Aggregator on SQLite behind rotel, fed by the example chat app; print the views."""
-    from phospho_otel.demo import run_demo
-
-    code = run_demo(workdir=workdir, users=n_users, sessions=n_sessions, seed=seed)
-    if code:
-        raise SystemExit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,2 +1,3 @@
-"""Shared by every test folder: this file puts tests/ on sys.path, so that test modules
-can import the helpers beside it (``otlp_values``)."""
+"""Shared by every test folder. Helpers live in ``tests/support`` (``from tests.support
+import otlp``); the repository root is on ``sys.path`` (``pythonpath`` in pyproject.toml),
+so ``tools`` imports too."""

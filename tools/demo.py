@@ -1,7 +1,7 @@
-"""The README's main job in one command (``phospho-otel demo``, run by ``scripts/demo.sh``).
+"""The README's main job in one command (``python tools/demo.py``, run by ``scripts/demo.sh``).
 
 1. starts the aggregator (``phospho-otel serve``) on an embedded SQLite file, free ports;
-2. starts a rotel collector (``phospho_otel.rotel``) exporting OTLP/HTTP to it;
+2. starts a rotel collector (``tools.rotel``) exporting OTLP/HTTP to it;
 3. runs the example chat app (``examples/chat_app.py``), which sends its tasks through the
    SDK to rotel;
 4. waits until every task and feedback of the app is in the views;
@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import queue
@@ -24,12 +25,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from phospho_otel.rotel import RotelCollector
+if __package__ in (None, ""):  # run as a script: python tools/demo.py
+    # the repository instead of tools/, whose rotel.py would shadow the rotel package
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from tools.rotel import RotelCollector
 
 __all__ = ["EXAMPLE_APP", "run_demo"]
 
 EXAMPLE_APP = Path(__file__).resolve().parent.parent / "examples" / "chat_app.py"
-"""The example app, in the repository next to the package."""
+"""The example app, in the repository."""
 
 
 def _say(text: str) -> None:
@@ -110,10 +115,6 @@ def run_demo(*, workdir: str | None = None, users: int = 20, sessions: int = 60,
     db = work / "phospho.db"
     for suffix in ("", "-wal", "-shm"):  # a fresh store: the figures below are this run's
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    if not EXAMPLE_APP.exists():
-        print(f"the example app is not at {EXAMPLE_APP} (run from the repository)",
-              file=sys.stderr)
-        return 2
     _say(f"starting the aggregator on {db}")
     server = _Server(db, work / "aggregator.log")
     rotel: RotelCollector | None = None
@@ -159,3 +160,22 @@ def run_demo(*, workdir: str | None = None, users: int = 20, sessions: int = 60,
           f"  phospho-otel serve --db {db}\n"
           f"or read it directly:\n  phospho-otel sessions --db {db}", flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python tools/demo.py [--workdir DIR] [--users N] [--sessions N] [--seed N]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default=None,
+                        help="where the database and logs go (default: a new temp dir)")
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--sessions", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    if args.users < 1 or args.sessions < 1:
+        parser.error("--users and --sessions must be at least 1")
+    return run_demo(workdir=args.workdir, users=args.users, sessions=args.sessions,
+                    seed=args.seed)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,25 +1,12 @@
-"""Pure functions turning decoded OTLP spans into span, task and feedback records."""
+"""The aggregator: OTLP requests become records (``extract``, reading the input
+``conventions``), queued to one writer thread (``ingest.Ingestor``) that writes them to a
+store (``store.api.StoreWriter``). Receivers hand it decoded requests; nothing else
+writes to the store.
+"""
 
 from __future__ import annotations
 
-from phospho_otel.aggregator.extract import (
-    Extraction,
-    FeedbackRecord,
-    Origin,
-    SpanRow,
-    TaskRecord,
-    any_value_to_python,
-    extract,
-    foreign_task_id,
-)
+from phospho_otel.aggregator.extract import extract
+from phospho_otel.aggregator.ingest import Ingestor, IngestResult
 
-__all__ = [
-    "Extraction",
-    "FeedbackRecord",
-    "Origin",
-    "SpanRow",
-    "TaskRecord",
-    "any_value_to_python",
-    "extract",
-    "foreign_task_id",
-]
+__all__ = ["IngestResult", "Ingestor", "extract"]

@@ -1,12 +1,15 @@
 """The ingest queue: receivers hand decoded requests to one writer thread.
 
 Receivers (HTTP event loop, gRPC worker threads) call ``ingest``/``ingest_blocking``; the
-call returns only once the request's spans are durable in the store, so the receiver
+request is extracted (``aggregator.extract``) in the caller's thread or a worker thread,
+queued, and written by the one writer thread (``store.api.StoreWriter.write``). The call
+returns only once the request's spans are durable in the store, so the receiver
 acknowledges nothing that could be lost. The queue is bounded in *spans*: past
-``max_pending_spans`` a new request raises ``Overloaded`` at once (HTTP 503 +
+``max_pending_spans`` a new request raises ``errors.Overloaded`` at once (HTTP 503 +
 Retry-After, gRPC UNAVAILABLE), so a collector retries later instead of anything being
-dropped. The writer takes every queued request (up to ``max_group_spans``) into one
-transaction: one fsync per group, however many small requests arrive.
+dropped; once closed it raises ``errors.StoreClosed``. The writer takes every queued
+request (up to ``max_group_spans``) into one write: one fsync per group, however many
+small requests arrive.
 """
 
 from __future__ import annotations
@@ -24,24 +27,18 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
-from phospho_otel.aggregator.extract import Extraction, extract
-from phospho_otel.store.base import Store, WriteResult
+from phospho_otel.aggregator.extract import extract
+from phospho_otel.errors import Overloaded, StoreClosed
+from phospho_otel.model.records import Extraction
+from phospho_otel.store.api import StoreWriter, WriteResult
 
-__all__ = ["IngestResult", "Ingestor", "Overloaded", "count_spans"]
+__all__ = ["IngestResult", "Ingestor", "count_spans"]
 
 logger = logging.getLogger(__name__)
 
 IngestResult = WriteResult
 """What ingesting one request did; ``rejected_spans`` and ``error_message`` make the
 OTLP partial-success reply."""
-
-
-class Overloaded(Exception):
-    """The writer is behind: retry the request after ``retry_after_s`` seconds."""
-
-    def __init__(self, retry_after_s: float) -> None:
-        super().__init__(f"ingest queue is full; retry in {retry_after_s:.0f} s")
-        self.retry_after_s = retry_after_s
 
 
 def count_spans(request: ExportTraceServiceRequest) -> int:
@@ -74,7 +71,7 @@ class Ingestor:
     Thread-safe: ``ingest`` from event loops, ``ingest_blocking`` from any thread.
 
     Args:
-        store: where the writer thread writes (its only caller of ``write_extracted``).
+        store: where the writer thread writes (its only caller of ``write``).
         max_pending_spans: spans accepted and not yet durable beyond which new requests
             are refused with ``Overloaded``. A single request larger than this is still
             accepted when nothing else is pending, so it cannot be refused forever.
@@ -83,7 +80,7 @@ class Ingestor:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreWriter,
         *,
         max_pending_spans: int = 200_000,
         max_group_spans: int = 32_768,
@@ -113,7 +110,7 @@ class Ingestor:
     def _reserve(self, spans: int) -> None:
         with self._cond:
             if self._closed:
-                raise RuntimeError("ingestor is closed")
+                raise StoreClosed("ingest queue")
             if self._pending and self._pending + spans > self.max_pending_spans:
                 retry_after = min(30.0, max(1.0, math.ceil(self._pending / self._rate)))
                 raise Overloaded(retry_after)
@@ -128,14 +125,14 @@ class Ingestor:
         with self._cond:
             if self._closed:
                 self._pending -= spans
-                raise RuntimeError("ingestor is closed")
+                raise StoreClosed("ingest queue")
             self._queue.append(_Item(extraction, spans, future))
             self._cond.notify()
         return future
 
     def submit(self, request: ExportTraceServiceRequest) -> Future[WriteResult]:
         """Extract a request here and queue it; the future resolves once it is durable.
-        Raises ``Overloaded`` when the queue is full, ``RuntimeError`` once closed."""
+        Raises ``Overloaded`` when the queue is full, ``StoreClosed`` once closed."""
         spans = count_spans(request)
         self._reserve(spans)
         try:
@@ -212,7 +209,7 @@ class Ingestor:
         if not items:
             return
         try:
-            results = self.store.write_extracted([item.extraction for item in items])
+            results = self.store.write([item.extraction for item in items])
         except Exception as exc:
             if len(items) > 1:
                 # Isolate the request that failed; the others still get written.
@@ -227,7 +224,7 @@ class Ingestor:
 
     def _write_alone(self, item: _Item) -> None:
         try:
-            (result,) = self.store.write_extracted([item.extraction])
+            (result,) = self.store.write([item.extraction])
         except Exception as exc:
             logger.exception("ingest write failed (%d spans)", item.spans)
             item.future.set_exception(exc)

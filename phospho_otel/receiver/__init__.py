@@ -1,7 +1,4 @@
-"""OTLP trace receivers (HTTP and gRPC), the body decoders, and the ingest queue."""
-
-from __future__ import annotations
-
-from phospho_otel.receiver.ingest import Ingestor, IngestResult, Overloaded
-
-__all__ = ["IngestResult", "Ingestor", "Overloaded"]
+"""OTLP trace receivers, transport only: bytes in (``decode``), the request handed to the
+aggregator's ``Ingestor``, the reply out. ``http`` (``POST /v1/traces``), ``grpc``
+(``TraceService/Export``), and the bearer-token check they share (``auth``).
+"""

@@ -7,8 +7,8 @@
 * gzip: inflated in steps with a cap, so a small body that would inflate past the limit
   is refused after inflating no more than the limit.
 
-Errors are ``DecodeError`` (malformed: HTTP 400 / gRPC INVALID_ARGUMENT) and
-``BodyTooLarge`` (HTTP 413), each with a message saying what is wrong.
+Errors are ``errors.DecodeError`` (malformed: HTTP 400 / gRPC INVALID_ARGUMENT) and
+``errors.PayloadTooLarge`` (HTTP 413), each with a message saying what is wrong.
 """
 
 from __future__ import annotations
@@ -27,19 +27,13 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-__all__ = ["BodyTooLarge", "DecodeError", "gunzip", "parse_json", "parse_protobuf"]
+from phospho_otel.errors import DecodeError, PayloadTooLarge
 
-
-class DecodeError(ValueError):
-    """The body is not a valid OTLP export request."""
-
-
-class BodyTooLarge(ValueError):
-    """The body, once inflated, is larger than the limit."""
+__all__ = ["gunzip", "parse_json", "parse_protobuf"]
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
-    """Inflate a gzip body, refusing (``BodyTooLarge``) as soon as the output would exceed
+    """Inflate a gzip body, refusing (``PayloadTooLarge``) as soon as the output would exceed
     ``limit`` bytes; never holds more than ``limit + 64 KiB`` of output."""
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     out = bytearray()
@@ -49,7 +43,7 @@ def gunzip(body: bytes, limit: int) -> bytes:
             chunk = inflater.decompress(data, 65536)
             out += chunk
             if len(out) > limit:
-                raise BodyTooLarge(f"gzip body inflates past the limit of {limit} bytes")
+                raise PayloadTooLarge(f"gzip body inflates past the limit of {limit} bytes")
             data = inflater.unconsumed_tail
             if inflater.eof:
                 break
@@ -57,7 +51,7 @@ def gunzip(body: bytes, limit: int) -> bytes:
             tail = inflater.flush()
             out += tail
             if len(out) > limit:
-                raise BodyTooLarge(f"gzip body inflates past the limit of {limit} bytes")
+                raise PayloadTooLarge(f"gzip body inflates past the limit of {limit} bytes")
             if not inflater.eof:
                 raise DecodeError("malformed gzip body: truncated stream")
     except zlib.error as exc:

@@ -1,19 +1,20 @@
 """OTLP/gRPC trace receiver: ``opentelemetry.proto.collector.trace.v1.TraceService/Export``.
 
-The request is taken as raw bytes and parsed here, so a malformed message gets
-``INVALID_ARGUMENT`` with a reason (grpcio's own deserializer would answer ``INTERNAL``).
-gzip from the client is inflated by grpcio, under ``max_message_bytes`` (which also
-lifts grpcio's 4 MiB default: a collector's 8192-span batch is ~8 MB). Replies once the
-spans are durable; ``UNAVAILABLE`` with a ``RetryInfo`` when the writer is behind (the
-collector retries);
-``UNAUTHENTICATED`` without ``authorization: Bearer <token>`` when a token is set.
+Transport only, as ``receiver.http``. The request is taken as raw bytes and parsed here,
+so a malformed message gets ``INVALID_ARGUMENT`` with a reason (grpcio's own deserializer
+would answer ``INTERNAL``). gzip from the client is inflated by grpcio, under
+``max_message_bytes`` (which also lifts grpcio's 4 MiB default: a collector's 8192-span
+batch is ~8 MB). Replies once the spans are durable; a ``errors.ServerError`` is answered
+with its ``grpc_code`` (``UNAVAILABLE`` with a ``RetryInfo`` when the writer is behind or
+shutting down: the collector retries); ``UNAUTHENTICATED`` without
+``authorization: Bearer <token>`` when a token is set.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import NoReturn
 
 import grpc
 from google.rpc.error_details_pb2 import RetryInfo
@@ -21,8 +22,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from phospho_otel.receiver.decode import DecodeError, parse_protobuf
-from phospho_otel.receiver.ingest import Ingestor, Overloaded
+from phospho_otel.aggregator.ingest import Ingestor
+from phospho_otel.errors import ServerError, Unavailable
+from phospho_otel.receiver.auth import BearerToken
+from phospho_otel.receiver.decode import parse_protobuf
 
 __all__ = ["RETRY_INFO_KEY", "SERVICE_NAME", "start_grpc_server"]
 
@@ -37,47 +40,40 @@ WRITE_TIMEOUT_S = 60.0
 still land; the collector's retry is then a duplicate, which counts once)."""
 
 
+def _abort(context: grpc.ServicerContext, error: ServerError) -> NoReturn:
+    """Answer ``error`` with its gRPC code (and a ``RetryInfo`` when it is retryable)."""
+    if isinstance(error, Unavailable):
+        delay = RetryInfo()
+        delay.retry_delay.FromNanoseconds(int(error.retry_after_s * 1e9))
+        context.set_trailing_metadata(((RETRY_INFO_KEY, delay.SerializeToString()),))
+    context.abort(getattr(grpc.StatusCode, error.grpc_code), error.message)
+    raise AssertionError("unreachable")  # context.abort raises
+
+
 class _TraceService:
     def __init__(self, ingestor: Ingestor, token: str | None) -> None:
         self.ingestor = ingestor
-        self.expected = f"Bearer {token}".encode() if token else None
-
-    def _check_token(self, context: grpc.ServicerContext) -> None:
-        if self.expected is None:
-            return
-        given = ""
-        for key, value in context.invocation_metadata():
-            if key == "authorization":
-                given = value if isinstance(value, str) else value.decode("latin-1")
-                break
-        if not given:
-            context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing authorization: Bearer <token> metadata",
-            )
-        if not hmac.compare_digest(given.encode("latin-1", "replace"), self.expected):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
+        self.token = BearerToken(token) if token else None
 
     def export(self, body: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
-        self._check_token(context)
         try:
+            if self.token is not None:
+                given = ""
+                for key, value in context.invocation_metadata():
+                    if key == "authorization":
+                        given = value if isinstance(value, str) else value.decode("latin-1")
+                        break
+                self.token.check(given)
             request = parse_protobuf(body)
-        except DecodeError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        try:
-            result = self.ingestor.ingest_blocking(request, WRITE_TIMEOUT_S)
-        except Overloaded as exc:
-            delay = RetryInfo()
-            delay.retry_delay.FromNanoseconds(int(exc.retry_after_s * 1e9))
-            context.set_trailing_metadata(((RETRY_INFO_KEY, delay.SerializeToString()),))
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        except TimeoutError:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "write did not finish in time; retry")
-        except RuntimeError as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"not accepting data: {exc}")
-        except Exception as exc:
+            try:
+                result = self.ingestor.ingest_blocking(request, WRITE_TIMEOUT_S)
+            except TimeoutError:
+                raise Unavailable("write did not finish in time; retry") from None
+        except ServerError as error:
+            _abort(context, error)
+        except Exception as exc:  # a bug or a store failure: nothing was acknowledged
             logger.exception("storing an OTLP/gRPC request failed")
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"store write failed: {exc}")
+            _abort(context, Unavailable(f"store write failed: {exc}"))
         reply = ExportTraceServiceResponse()
         if result.rejected_spans or result.error_message:
             reply.partial_success.rejected_spans = result.rejected_spans

@@ -1,10 +1,10 @@
-"""The aggregator service: store + ingestor + OTLP/gRPC server + HTTP (OTLP/HTTP, API, Jaeger).
+"""The aggregator service: store, ingestor, OTLP/gRPC server, HTTP (OTLP/HTTP, API, Jaeger).
 
-``AggregatorServer(settings).start()`` opens the SQLite store, starts the single-writer
-ingestor, the gRPC server and uvicorn in a background thread, and returns once both accept
-connections (ports 0 pick free ones; ``.http_port`` / ``.grpc_port`` give the bound ones).
-``.stop()`` stops accepting, drains the ingest queue and closes the store. Not thread-safe:
-start and stop from one thread.
+``AggregatorServer(settings).start()`` opens the store (``open_store(settings.store)``),
+starts the single-writer ingestor, the gRPC server and uvicorn in a background thread, and
+returns once both accept connections (ports 0 pick free ones; ``.http_port`` /
+``.grpc_port`` give the bound ones). ``.stop()`` stops accepting, drains the ingest queue
+and closes the store. Not thread-safe: start and stop from one thread.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from phospho_otel.server_settings import ServerSettings
+from phospho_otel.aggregator.ingest import Ingestor
+from phospho_otel.receiver.grpc import start_grpc_server
+from phospho_otel.server.app import create_app
+from phospho_otel.server.settings import ServerSettings
+from phospho_otel.store import open_store
+from phospho_otel.store.api import Store
 
 if TYPE_CHECKING:
     import grpc
-
-    from phospho_otel.receiver.ingest import Ingestor
-    from phospho_otel.store.sqlite import SQLiteStore
 
 __all__ = ["AggregatorServer"]
 
@@ -60,7 +62,7 @@ class AggregatorServer:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self.store: SQLiteStore | None = None
+        self.store: Store | None = None
         self.ingestor: Ingestor | None = None
         self._grpc: grpc.Server | None = None
         self._uvicorn: uvicorn.Server | None = None
@@ -80,18 +82,15 @@ class AggregatorServer:
         return f"http://{host}:{self.http_port}"
 
     def start(self, timeout: float = 30.0) -> AggregatorServer:
-        """Start every part; raise ``RuntimeError`` if HTTP does not come up in ``timeout``."""
+        """Start every part; raise ``RuntimeError`` if HTTP does not come up in ``timeout``,
+        ``OSError`` if a port cannot be bound, ``StoreError`` if the store cannot be opened."""
         if self._thread is not None:
             raise RuntimeError("AggregatorServer already started")
-        from phospho_otel.api.app import create_app
-        from phospho_otel.receiver.grpc import start_grpc_server
-        from phospho_otel.receiver.ingest import Ingestor
-        from phospho_otel.store.sqlite import SQLiteStore
-
         s = self.settings
         try:
-            self.store = SQLiteStore(s.db, synchronous=s.sqlite_synchronous)
-            self.ingestor = Ingestor(self.store)
+            self.store = open_store(s.store, synchronous=s.sqlite_synchronous)
+            self.ingestor = Ingestor(self.store, max_pending_spans=s.max_pending_spans,
+                                     max_group_spans=s.max_group_spans)
             sock = _bind(s.host, s.http_port)
             self._sock = sock
             self.http_port = int(sock.getsockname()[1])

@@ -1,134 +1,191 @@
-"""Settings of the aggregator service: argument, then environment variable, then default.
+"""Settings of the aggregator service, as one table: each field of ``ServerSettings``
+carries its environment variable, its ``phospho-otel serve`` flag, its range and its help
+(``Setting``, in the field's metadata). ``from_env`` reads them (argument, then
+environment variable, then default), ``phospho-otel serve`` builds its options from them,
+and ``docs/server.md``'s table is ``settings_markdown()`` (a test keeps it so).
 
-The environment variable names are the ``PHOSPHO_*`` constants below; the CLI flags of
-``phospho-otel serve`` map onto the same fields.
+A bad environment value logs one warning and the default is used (``phospho_otel._env``);
+a bad argument raises ``ConfigurationError``.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from phospho_otel._env import env_choice, env_float, env_int, env_str, first_env
+from phospho_otel.errors import ConfigurationError
 
 __all__ = [
-    "PHOSPHO_DB",
-    "PHOSPHO_GRPC_PORT",
-    "PHOSPHO_HOST",
-    "PHOSPHO_HTTP_PORT",
-    "PHOSPHO_INSIGHTS_MAX_AGE_S",
-    "PHOSPHO_JAEGER_PREFIX",
-    "PHOSPHO_JAEGER_UI_URL",
-    "PHOSPHO_MAX_BODY_BYTES",
-    "PHOSPHO_SQLITE_SYNCHRONOUS",
+    "PHOSPHO_STORE",
     "PHOSPHO_TOKEN",
+    "PHOSPHO_URL",
     "SQLITE_SYNCHRONOUS_LEVELS",
     "ServerSettings",
+    "Setting",
+    "settings_markdown",
 ]
 
-logger = logging.getLogger(__name__)
-
+PHOSPHO_STORE = "PHOSPHO_STORE"
 PHOSPHO_DB = "PHOSPHO_DB"
-"""Path of the SQLite file (default ``./phospho.db``)."""
-PHOSPHO_HOST = "PHOSPHO_HOST"
-"""Address the HTTP and gRPC servers bind to (default ``127.0.0.1``)."""
-PHOSPHO_HTTP_PORT = "PHOSPHO_HTTP_PORT"
-"""OTLP/HTTP ingest and the HTTP API (default 8318)."""
-PHOSPHO_GRPC_PORT = "PHOSPHO_GRPC_PORT"
-"""OTLP/gRPC ingest (default 8317)."""
 PHOSPHO_TOKEN = "PHOSPHO_TOKEN"
-"""When set, ingest and the API require ``Authorization: Bearer <token>``."""
-PHOSPHO_MAX_BODY_BYTES = "PHOSPHO_MAX_BODY_BYTES"
-"""Largest request body accepted, after decompression (default 64 MiB)."""
-PHOSPHO_SQLITE_SYNCHRONOUS = "PHOSPHO_SQLITE_SYNCHRONOUS"
-"""SQLite ``synchronous`` level: ``FULL`` (default; an acknowledged span survives a power
-loss) or ``NORMAL`` (survives a killed process; faster commits)."""
-SQLITE_SYNCHRONOUS_LEVELS = ("FULL", "NORMAL")
-PHOSPHO_INSIGHTS_MAX_AGE_S = "PHOSPHO_INSIGHTS_MAX_AGE_S"
-"""While data keeps changing, insights may be served from a result at most this many
-seconds old, refreshed in the background (default 2; 0 computes every request)."""
-PHOSPHO_JAEGER_PREFIX = "PHOSPHO_JAEGER_PREFIX"
-"""Path prefix of the Jaeger-compatible query API (default ``/jaeger``)."""
-PHOSPHO_JAEGER_UI_URL = "PHOSPHO_JAEGER_UI_URL"
-"""Base URL of a Jaeger UI, for links from sessions and users to their traces."""
+PHOSPHO_URL = "PHOSPHO_URL"
+"""Base URL of a running aggregator, for the CLI's view commands (``--url``)."""
+SQLITE_SYNCHRONOUS_LEVELS = ("FULL", "NORMAL", "EXTRA")
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        logger.warning("ignoring %s=%r: not an integer; using %d", name, raw, default)
-        return default
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """How one ``ServerSettings`` field is set: environment variables (the first set one
+    wins), command-line flags, type, range or choices, and help."""
+
+    env: tuple[str, ...]
+    flags: tuple[str, ...]
+    kind: type
+    help: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] | None = None
+    secret: bool = False
+    """Never printed (a token)."""
 
 
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 3600:
-        logger.warning("ignoring %s=%r: not a number of seconds in [0, 3600]; using %s",
-                       name, raw, default)
-        return default
-    return value
-
-
-def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.upper() not in choices:
-        logger.warning(
-            "ignoring %s=%r: not one of %s; using %s", name, raw, "|".join(choices), default
-        )
-        return default
-    return raw.upper()
-
-
-def _env_str(name: str, default: str | None) -> str | None:
-    raw = os.environ.get(name)
-    return raw if raw else default
+def _setting(default: Any, env: str | tuple[str, ...], flags: str | tuple[str, ...],
+             kind: type, help: str, **rest: Any) -> Any:
+    env_names = (env,) if isinstance(env, str) else env
+    flag_names = (flags,) if isinstance(flags, str) else flags
+    return field(default=default, metadata={"setting": Setting(
+        env_names, flag_names, kind, help, **rest)})
 
 
 @dataclass(frozen=True)
 class ServerSettings:
     """Everything ``phospho-otel serve`` is configured with."""
 
-    db: str = "phospho.db"
-    host: str = "127.0.0.1"
-    http_port: int = 8318
-    grpc_port: int = 8317
-    token: str | None = None
-    max_body_bytes: int = 64 * 1024 * 1024
-    jaeger_prefix: str = "/jaeger"
-    jaeger_ui_url: str | None = None
-    sqlite_synchronous: str = "FULL"
-    """``FULL`` or ``NORMAL``, see ``PHOSPHO_SQLITE_SYNCHRONOUS``."""
-    insights_max_age_s: float = 2.0
-    """See ``PHOSPHO_INSIGHTS_MAX_AGE_S``."""
+    store: str = _setting(
+        "phospho.db", (PHOSPHO_STORE, PHOSPHO_DB), ("--store", "--db"), str,
+        "where to store: a SQLite file path, or sqlite:///PATH")
+    host: str = _setting("127.0.0.1", "PHOSPHO_HOST", "--host", str,
+                         "address the HTTP and gRPC servers bind to")
+    http_port: int = _setting(8318, "PHOSPHO_HTTP_PORT", "--http-port", int,
+                              "OTLP/HTTP ingest and the HTTP API (0: any free port)",
+                              lo=0, hi=65535)
+    grpc_port: int = _setting(8317, "PHOSPHO_GRPC_PORT", "--grpc-port", int,
+                              "OTLP/gRPC ingest (0: any free port)", lo=0, hi=65535)
+    token: str | None = _setting(
+        None, PHOSPHO_TOKEN, "--token", str,
+        "require Authorization: Bearer <token> for ingest and the API", secret=True)
+    max_body_bytes: int = _setting(
+        64 * 1024 * 1024, "PHOSPHO_MAX_BODY_BYTES", "--max-body-bytes", int,
+        "largest request body accepted, as received and once inflated", lo=1)
+    max_pending_spans: int = _setting(
+        200_000, "PHOSPHO_MAX_PENDING_SPANS", "--max-pending-spans", int,
+        "spans accepted and not yet stored beyond which requests get 503 / UNAVAILABLE",
+        lo=1)
+    max_group_spans: int = _setting(
+        32_768, "PHOSPHO_MAX_GROUP_SPANS", "--max-group-spans", int,
+        "spans written in one store transaction at most", lo=1)
+    jaeger_prefix: str = _setting("/jaeger", "PHOSPHO_JAEGER_PREFIX", "--jaeger-prefix", str,
+                                  "path prefix of the Jaeger-compatible query API")
+    jaeger_ui_url: str | None = _setting(
+        None, "PHOSPHO_JAEGER_UI_URL", "--jaeger-ui-url", str,
+        "base URL of a Jaeger UI, for links from sessions and users to their traces")
+    sqlite_synchronous: str = _setting(
+        "FULL", "PHOSPHO_SQLITE_SYNCHRONOUS", "--sqlite-synchronous", str,
+        "SQLite durability: FULL (an acknowledged span survives a power loss), NORMAL "
+        "(survives a killed process; faster commits) or EXTRA",
+        choices=SQLITE_SYNCHRONOUS_LEVELS)
+    insights_max_age_s: float = _setting(
+        2.0, "PHOSPHO_INSIGHTS_MAX_AGE_S", ("--insights-max-age", "--insights-max-age-s"),
+        float, "seconds an insights result may be served while data changes (0: compute "
+        "every request)", lo=0.0, hi=3600.0)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check(f.name, setting_of(f), getattr(self, f.name), optional=f.default is None)
 
     @classmethod
-    def from_env(cls, **overrides: object) -> ServerSettings:
-        """Settings from the environment; keyword arguments that are not None win."""
-        values: dict[str, object] = {
-            "db": _env_str(PHOSPHO_DB, cls.db),
-            "host": _env_str(PHOSPHO_HOST, cls.host),
-            "http_port": _env_int(PHOSPHO_HTTP_PORT, cls.http_port),
-            "grpc_port": _env_int(PHOSPHO_GRPC_PORT, cls.grpc_port),
-            "token": _env_str(PHOSPHO_TOKEN, None),
-            "max_body_bytes": _env_int(PHOSPHO_MAX_BODY_BYTES, cls.max_body_bytes),
-            "jaeger_prefix": _env_str(PHOSPHO_JAEGER_PREFIX, cls.jaeger_prefix),
-            "jaeger_ui_url": _env_str(PHOSPHO_JAEGER_UI_URL, None),
-            "sqlite_synchronous": _env_choice(
-                PHOSPHO_SQLITE_SYNCHRONOUS, SQLITE_SYNCHRONOUS_LEVELS, cls.sqlite_synchronous
-            ),
-            "insights_max_age_s": _env_seconds(PHOSPHO_INSIGHTS_MAX_AGE_S,
-                                               cls.insights_max_age_s),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+    def from_env(cls, env: Mapping[str, str] | None = None,
+                 **overrides: Any) -> ServerSettings:
+        """Settings from keyword arguments that are not None, then the environment
+        variables, then the defaults."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            given = overrides.pop(f.name, None)
+            values[f.name] = given if given is not None else _from_env(f, env)
+        if overrides:
+            raise TypeError(f"unknown settings: {', '.join(sorted(overrides))}")
+        return cls(**values)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as a dict, secrets masked (for logs)."""
+        return {f.name: "***" if setting_of(f).secret and getattr(self, f.name) else
+                getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def setting_of(f: dataclasses.Field[Any]) -> Setting:
+    """The ``Setting`` of a ``ServerSettings`` field."""
+    setting: Setting = f.metadata["setting"]
+    return setting
+
+
+def _check(name: str, s: Setting, value: Any, *, optional: bool) -> None:
+    """Raise ``ConfigurationError`` unless ``value`` fits the setting."""
+    if value is None:
+        if not optional:
+            raise ConfigurationError(f"{name}: a value is required")
+        return
+    if s.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, s.kind) or isinstance(value, bool):
+        raise ConfigurationError(f"{name}: expected {s.kind.__name__}, got {value!r}")
+    given: Any = value
+    if s.choices is not None and value not in s.choices:
+        raise ConfigurationError(f"{name}: must be one of {'|'.join(s.choices)}, got {value!r}")
+    if s.kind is str:
+        if not value:
+            raise ConfigurationError(f"{name}: must not be empty")
+        return
+    number = float(given)
+    if (s.lo is not None and number < s.lo) or (s.hi is not None and number > s.hi):
+        raise ConfigurationError(f"{name}: must be in [{s.lo}, {s.hi}], got {value!r}")
+
+
+def _from_env(f: dataclasses.Field[Any], env: Mapping[str, str] | None) -> Any:
+    s = setting_of(f)
+    found = first_env(s.env, env)
+    default: Any = f.default
+    if found is None:
+        return default
+    name = found[0]
+    if s.choices is not None:
+        return env_choice(name, s.choices, default, upper=True, env=env)
+    if s.kind is int:
+        return env_int(name, default, lo=_int(s.lo), hi=_int(s.hi), env=env)
+    if s.kind is float:
+        return env_float(name, default, lo=s.lo, hi=s.hi, env=env)
+    return env_str(name, default, env=env)
+
+
+def _int(bound: float | None) -> int | None:
+    return None if bound is None else int(bound)
+
+
+def settings_markdown() -> str:
+    """The table of settings for ``docs/server.md``."""
+    lines = ["| flag | environment variable | default | what it sets |", "|---|---|---|---|"]
+    for f in dataclasses.fields(ServerSettings):
+        s = setting_of(f)
+        default = "none" if f.default is None else f"`{f.default}`"
+        extra = ""
+        if s.choices:
+            extra = f" ({' / '.join(s.choices)})"
+        elif s.lo is not None or s.hi is not None:
+            lo = "" if s.lo is None else f"{s.lo:g}"
+            hi = "" if s.hi is None else f"{s.hi:g}"
+            extra = f" (range {lo} to {hi})" if hi else f" (at least {lo})"
+        lines.append(f"| {', '.join(f'`{x}`' for x in s.flags)} | "
+                     f"{', '.join(f'`{x}`' for x in s.env)} | {default} | {s.help}{extra} |")
+    return "\n".join(lines)

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from phospho_otel.rotel import RotelCollector, free_port, rotel_binary, wait_for_port
+from tools.rotel import RotelCollector, free_port, rotel_binary, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "collector-config"
@@ -120,7 +120,7 @@ class AggregatorProcess:
             self.process = subprocess.Popen(
                 [
                     sys.executable, "-m", "phospho_otel", "serve",
-                    "--db", str(self.db), "--host", "127.0.0.1",
+                    "--store", str(self.db), "--host", "127.0.0.1",
                     "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
                 ],
                 stdout=log,

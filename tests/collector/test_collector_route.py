@@ -12,16 +12,18 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypedDict
 
 import pytest
-from collector_support import (
+
+from tests.collector.collector_support import (
     ROTEL_ENV,
     AggregatorProcess,
     AppProcess,
     RotelFromEnvFile,
     Workload,
 )
+from tools.rotel import RotelCollector
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -140,7 +142,7 @@ def check_exact(aggregator: AggregatorProcess, workload: Workload,
 
 
 def report(name: str, workload: Workload, result: dict[str, Any], sent: int,
-           in_views: int, rotel: RotelFromEnvFile, **extra: Any) -> None:
+           in_views: int, rotel: RotelCollector, **extra: Any) -> None:
     """The figures, for the -s output."""
     retries = rotel.log().count("Exporting failed, will retry")
     fields = " ".join(f"{k}={v}" for k, v in extra.items())
@@ -193,11 +195,21 @@ class TestRoute:
             rotel.stop()
 
 
+class WorkloadArgs(TypedDict):
+    """Keyword arguments of ``Workload`` (the ones the tests set)."""
+
+    sessions: int
+    tasks_per_session: int
+    users: int
+    rate: float
+    feedback_every: int
+
+
 class TestRestarts:
     """Mid-stream restarts lose nothing and count nothing twice."""
 
-    WORKLOAD = {"sessions": 30, "tasks_per_session": 20, "users": 9, "rate": 250.0,
-                "feedback_every": 7}
+    WORKLOAD: ClassVar[WorkloadArgs] = {"sessions": 30, "tasks_per_session": 20, "users": 9,
+                                        "rate": 250.0, "feedback_every": 7}
 
     def test_collector_restart(self, tmp_path: Path, aggregator: AggregatorProcess,
                                rotel: RotelFromEnvFile) -> None:
@@ -262,7 +274,7 @@ class TestReplicas:
         halves = [Workload(sessions=10, tasks_per_session=8, users=4, feedback_every=3,
                            first_session=k * 10) for k in (0, 1)]
         halves[1].run_id = halves[0].run_id
-        routes: list[AggregatorProcess | RotelFromEnvFile] = []
+        routes: list[AggregatorProcess | RotelCollector] = []
         results = []
         try:
             for k, half in enumerate(halves):

@@ -12,13 +12,18 @@ import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from collector_support import (
+
+from phospho_otel.sdk._settings import DEFAULT_MAX_ATTRIBUTE_BYTES, DEFAULT_MAX_REQUEST_BYTES
+from phospho_otel.semconv import SessionAttributes
+from phospho_otel.server import ServerSettings
+from tests.collector.collector_support import (
     CONFIG_DIR,
     DATA_DIR,
     ROTEL_ENV,
@@ -27,11 +32,7 @@ from collector_support import (
     rotel_help,
     rotel_help_env_vars,
 )
-
-from phospho_otel.rotel import free_port, rotel_binary
-from phospho_otel.sdk._settings import DEFAULT_MAX_ATTRIBUTE_BYTES, DEFAULT_MAX_REQUEST_BYTES
-from phospho_otel.semconv import SessionAttributes
-from phospho_otel.server_settings import ServerSettings
+from tools.rotel import free_port, rotel_binary
 
 MIB = 1024 * 1024
 TYPICAL_TASK_SPAN_BYTES = 973
@@ -45,11 +46,13 @@ SECTIONS = ("receivers", "processors", "exporters", "extensions")
 
 
 def verified() -> dict[str, Any]:
-    return yaml.safe_load((DATA_DIR / "otelcol-contrib-components.yaml").read_text())
+    return load(DATA_DIR / "otelcol-contrib-components.yaml")
 
 
 def load(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
+    doc = yaml.safe_load(path.read_text())
+    assert isinstance(doc, dict), path
+    return doc
 
 
 def ctype(name: str) -> str:
@@ -273,6 +276,12 @@ class TestRotelEnv:
         )
         rotel.start()
         try:
+            # rotel logs its start a few ms after its receivers accept connections
+            deadline = time.monotonic() + 5
+            while "OTLP Receiver for metrics disabled" not in rotel.log():
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
             log = rotel.log()
             assert "Starting Rotel" in log
             assert "OTLP Receiver for metrics disabled" in log

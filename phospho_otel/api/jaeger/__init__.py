@@ -1,6 +1,6 @@
 """The Jaeger-compatible query API, served by the aggregator from its own store.
 
-``jaeger_routes`` gives the routes, relative to ``settings.jaeger_prefix`` (default
+``jaeger_routes`` gives the routes, relative to the mount prefix (``--jaeger-prefix``, default
 ``/jaeger``), so that a Grafana Jaeger data source or a Jaeger UI can point at
 ``http://HOST:8318/jaeger``::
 
@@ -17,25 +17,21 @@
     GET /api/v3/traces/{trace_id}
     GET /api/v3/trace-summaries?query.*
 
-The shapes are Jaeger's: see ``jaeger_v1`` and ``jaeger_v3``. ``trace_links`` builds
-Jaeger UI search URLs for a session's or a user's traces, for the views' ``links``.
+The shapes are Jaeger's: see ``v1`` and ``v3`` (protocol mapping only: they read
+``store.api.TraceReader``). ``trace_links`` builds Jaeger UI search URLs for a session's
+or a user's traces, for the views' ``links``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from starlette.routing import BaseRoute, Route
 
-from phospho_otel.api.jaeger_v1 import JaegerV1
-from phospho_otel.api.jaeger_v3 import JaegerV3
-from phospho_otel.server_settings import ServerSettings
-from phospho_otel.store.traces import SESSION_TAG, USER_TAG
-
-if TYPE_CHECKING:
-    from phospho_otel.store.sqlite import SQLiteStore
+from phospho_otel.api.jaeger.v1 import JaegerV1
+from phospho_otel.api.jaeger.v3 import JaegerV3
+from phospho_otel.store.api import SESSION_TAG, USER_TAG, Store
 
 __all__ = ["jaeger_routes", "trace_links"]
 
@@ -43,11 +39,11 @@ LINK_MARGIN_US = 60_000_000
 """Widening of a link's time window on each side (one minute), for clock skew."""
 
 
-def jaeger_routes(store: SQLiteStore, settings: ServerSettings) -> list[BaseRoute]:
-    """The Jaeger API routes over ``store``, to mount under ``settings.jaeger_prefix``.
+def jaeger_routes(store: Store) -> list[BaseRoute]:
+    """The Jaeger API routes over ``store``, to mount under a prefix (``/jaeger``).
 
     Handlers are synchronous (Starlette runs them in its thread pool); each request
-    reads through its own ``store.reader()`` connection.
+    reads one snapshot (``store.read()``).
     """
     v1 = JaegerV1(store)
     v3 = JaegerV3(store)
@@ -90,7 +86,7 @@ def _search_url(
 
 
 def trace_links(
-    settings: ServerSettings,
+    jaeger_ui_url: str | None,
     *,
     session_id: str | None = None,
     user_id: str | None = None,
@@ -101,12 +97,12 @@ def trace_links(
     """Jaeger UI search URLs for the traces of a session and/or a user.
 
     Returns ``{"jaeger_session_traces": url}`` and/or ``{"jaeger_user_traces": url}``
-    (searching the tag ``session.id`` / ``user.id``), or None when
-    ``settings.jaeger_ui_url`` is unset or neither id is given. ``service`` preselects
+    (searching the tag ``session.id`` / ``user.id``), or None when ``jaeger_ui_url`` is
+    None or neither id is given. ``service`` preselects
     the service in the search form; ``start_ns``/``end_ns`` (the session's or user's
     first and last times) set the search window, else the last two days.
     """
-    base = settings.jaeger_ui_url
+    base = jaeger_ui_url
     if not base or (session_id is None and user_id is None):
         return None
     links: dict[str, str] = {}

@@ -23,26 +23,33 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from phospho_otel.store import traces
-from phospho_otel.store.traces import StoredTrace, TraceQuery, TraceSpan
-
-if TYPE_CHECKING:
-    from phospho_otel.store.sqlite import SQLiteStore
+from phospho_otel.api.errors import guarded
+from phospho_otel.errors import BadRequest, NotFound, ServerError
+from phospho_otel.store.api import (
+    MAX_SPANS_PER_SEARCH,
+    MAX_SPANS_PER_TRACE,
+    SESSION_TAG,
+    USER_TAG,
+    Store,
+    StoredTrace,
+    TraceQuery,
+    TraceSpan,
+)
+from phospho_otel.store.tags import SPAN_KIND_NAMES, attribute_text
 
 __all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_LOOKBACK_NS",
     "MAX_LIMIT",
     "JaegerV1",
-    "ParamError",
     "kv_json",
     "parse_go_duration",
     "parse_trace_id",
@@ -60,10 +67,6 @@ DEFAULT_LOOKBACK_NS = 2 * 24 * 3600 * 10**9
 """Search window when ``start`` is not given: two days before ``end`` (Jaeger's)."""
 DEFAULT_DEPENDENCY_LOOKBACK_MS = 24 * 3600 * 1000
 JS_MAX_SAFE_INTEGER = 2**53 - 1
-
-
-class ParamError(ValueError):
-    """A bad request parameter: the message names it. Answered with 400."""
 
 
 # --- parsing ----------------------------------------------------------------------------
@@ -125,7 +128,7 @@ def _int_param(request: Request, name: str, default: int | None) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise ParamError(f"unable to parse param '{name}': {raw!r} is not an integer") from None
+        raise BadRequest(f"unable to parse param '{name}': {raw!r} is not an integer") from None
 
 
 def _duration_param(request: Request, name: str) -> int | None:
@@ -135,7 +138,7 @@ def _duration_param(request: Request, name: str) -> int | None:
     try:
         return parse_go_duration(raw)
     except ValueError as exc:
-        raise ParamError(f"cannot parse {name}: {exc}") from None
+        raise BadRequest(f"cannot parse {name}: {exc}") from None
 
 
 def _tags_params(request: Request) -> dict[str, str]:
@@ -144,20 +147,20 @@ def _tags_params(request: Request) -> dict[str, str]:
         try:
             parsed = json.loads(raw)
         except ValueError as exc:
-            raise ParamError(f"malformed 'tags' parameter, cannot unmarshal JSON: {exc}") from None
+            raise BadRequest(f"malformed 'tags' parameter, cannot unmarshal JSON: {exc}") from None
         if not isinstance(parsed, dict):
-            raise ParamError("malformed 'tags' parameter: expected a JSON object of key: value")
+            raise BadRequest("malformed 'tags' parameter: expected a JSON object of key: value")
         for key, value in parsed.items():
             if isinstance(value, str):
                 tags[key] = value
             elif isinstance(value, bool | int | float):
                 tags[key] = json.dumps(value)
             else:
-                raise ParamError(f"malformed 'tags' parameter: value of {key!r} must be a string")
+                raise BadRequest(f"malformed 'tags' parameter: value of {key!r} must be a string")
     for raw in request.query_params.getlist("tag"):
         key, sep, value = raw.partition(":")
         if not sep or not key:
-            raise ParamError(f"malformed 'tag' parameter, expecting key:value, received: {raw}")
+            raise BadRequest(f"malformed 'tag' parameter, expecting key:value, received: {raw}")
         tags[key] = value
     return tags
 
@@ -185,7 +188,7 @@ def kv_json(key: str, value: AnyValue) -> dict[str, Any]:
     if kind == "bytes_value":
         encoded = base64.b64encode(value.bytes_value).decode("ascii")
         return {"key": key, "type": "binary", "value": encoded}
-    return {"key": key, "type": "string", "value": traces.attribute_text(value)}
+    return {"key": key, "type": "string", "value": attribute_text(value)}
 
 
 def _kvs(attributes: Iterable[KeyValue], skip: str | None = None) -> list[dict[str, Any]]:
@@ -199,7 +202,7 @@ def _str_tag(key: str, value: str) -> dict[str, Any]:
 def _span_tags(item: TraceSpan) -> list[dict[str, Any]]:
     span, scope = item.span, item.origin.scope
     tags = _kvs(span.attributes)
-    kind = traces.SPAN_KIND_NAMES.get(span.kind, "")
+    kind = SPAN_KIND_NAMES.get(span.kind, "")
     if kind:
         tags.append(_str_tag("span.kind", kind))
     if span.status.code == Status.STATUS_CODE_OK:
@@ -278,7 +281,7 @@ def trace_json(trace: StoredTrace) -> dict[str, Any]:
         spans.append(_span_json(item, pid))
     warnings = None
     if trace.truncated:
-        warnings = [f"trace has more than {traces.MAX_SPANS_PER_TRACE} spans; showing the first"]
+        warnings = [f"trace has more than {MAX_SPANS_PER_TRACE} spans; showing the first"]
     return {
         "traceID": trace_id_text(trace.trace_id),
         "spans": spans,
@@ -298,22 +301,13 @@ def _envelope(
     return JSONResponse(body, status_code=status)
 
 
-def _error(status: int, message: str) -> Response:
-    return _envelope(None, errors=[{"code": status, "msg": message}], status=status)
+def render_error(exc: ServerError) -> Response:
+    """A ``ServerError`` in Jaeger's v1 envelope: ``errors: [{code, msg}]``, same status."""
+    return _envelope(None, errors=[{"code": exc.status, "msg": exc.message}],
+                     status=exc.status)
 
 
-def _guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
-    """Turns ParamError into Jaeger's 400 envelope (a sync endpoint: runs in a thread)."""
-
-    def endpoint(request: Request) -> Response:
-        try:
-            return handler(request)
-        except ParamError as exc:
-            return _error(400, str(exc))
-
-    endpoint.__name__ = getattr(handler, "__name__", "endpoint")
-    endpoint.__doc__ = handler.__doc__
-    return endpoint
+_guarded = guarded(render_error)
 
 
 # --- endpoints ----------------------------------------------------------------------------
@@ -322,7 +316,7 @@ def _guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Resp
 class JaegerV1:
     """The v1 endpoints over one store; each method is a (sync) Starlette endpoint."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.services = _guarded(self._services)
         self.service_operations = _guarded(self._service_operations)
@@ -333,26 +327,24 @@ class JaegerV1:
 
     def _services(self, request: Request) -> Response:
         """GET /api/services: names of the services."""
-        with self.store.reader() as conn:
-            return _envelope(traces.services(conn))
+        with self.store.read() as reader:
+            return _envelope(reader.services())
 
     def _service_operations(self, request: Request) -> Response:
         """GET /api/services/{service}/operations: span names of a service."""
         service = request.path_params["service"]
-        with self.store.reader() as conn:
-            return _envelope([name for name, _ in traces.operations(conn, service)])
+        with self.store.read() as reader:
+            return _envelope([name for name, _ in reader.operations(service)])
 
     def _operations(self, request: Request) -> Response:
         """GET /api/operations?service=&spanKind=: [{name, spanKind}]."""
         service = request.query_params.get("service", "")
         if not service:
-            raise ParamError("parameter 'service' is required")
+            raise BadRequest("parameter 'service' is required")
         wanted = request.query_params.get("spanKind", "")
-        with self.store.reader() as conn:
-            ops = traces.operations(conn, service)
-        data = [
-            {"name": name, "spanKind": traces.SPAN_KIND_NAMES.get(kind, "")} for name, kind in ops
-        ]
+        with self.store.read() as reader:
+            ops = reader.operations(service)
+        data = [{"name": name, "spanKind": SPAN_KIND_NAMES.get(kind, "")} for name, kind in ops]
         if wanted:
             data = [op for op in data if op["spanKind"] == wanted]
         return _envelope(data)
@@ -363,12 +355,12 @@ class JaegerV1:
         try:
             trace_id = parse_trace_id(raw)
         except ValueError as exc:
-            raise ParamError(f"malformed trace id: {exc}") from None
-        with self.store.reader() as conn:
-            trace = traces.get_trace(conn, trace_id)
-        if trace is None:
-            return _error(404, "trace not found")
-        return _envelope([trace_json(trace)])
+            raise BadRequest(f"malformed trace id: {exc}") from None
+        with self.store.read() as reader:
+            found = reader.get_traces([trace_id])
+        if not found:
+            raise NotFound("trace not found")
+        return _envelope([trace_json(found[0])])
 
     def _search(self, request: Request) -> Response:
         """GET /api/traces: search, or fetch the repeated ``traceID`` parameters."""
@@ -376,9 +368,9 @@ class JaegerV1:
         if raw_ids:
             return self._by_ids(raw_ids)
         query = self._search_query(request)
-        with self.store.reader() as conn:
-            ids = traces.find_trace_ids(conn, query)
-            found = traces.get_traces(conn, ids, max_total_spans=traces.MAX_SPANS_PER_SEARCH)
+        with self.store.read() as reader:
+            ids = reader.find_trace_ids(query)
+            found = reader.get_traces(ids, max_total_spans=MAX_SPANS_PER_SEARCH)
         return _envelope([trace_json(t) for t in found])
 
     def _by_ids(self, raw_ids: list[str]) -> Response:
@@ -387,9 +379,9 @@ class JaegerV1:
             try:
                 ids.append(parse_trace_id(raw))
             except ValueError as exc:
-                raise ParamError(f"malformed 'traceID' parameter: {exc}") from None
-        with self.store.reader() as conn:
-            found = traces.get_traces(conn, ids)
+                raise BadRequest(f"malformed 'traceID' parameter: {exc}") from None
+        with self.store.read() as reader:
+            found = reader.get_traces(ids)
         present = {t.trace_id for t in found}
         errors = [
             {"msg": "trace not found", "traceID": trace_id_text(i)}
@@ -403,19 +395,19 @@ class JaegerV1:
         params = request.query_params
         service = params.get("service", "")
         tags = _tags_params(request)
-        if not service and traces.SESSION_TAG not in tags and traces.USER_TAG not in tags:
-            raise ParamError("parameter 'service' is required")
+        if not service and SESSION_TAG not in tags and USER_TAG not in tags:
+            raise BadRequest("parameter 'service' is required")
         end_us = _int_param(request, "end", None)
         end_ns = end_us * 1000 if end_us is not None else time.time_ns()
         start_us = _int_param(request, "start", None)
         start_ns = start_us * 1000 if start_us is not None else end_ns - DEFAULT_LOOKBACK_NS
         limit = _int_param(request, "limit", DEFAULT_LIMIT) or DEFAULT_LIMIT
         if limit < 0:
-            raise ParamError("parameter 'limit' must not be negative")
+            raise BadRequest("parameter 'limit' must not be negative")
         min_d = _duration_param(request, "minDuration")
         max_d = _duration_param(request, "maxDuration")
         if min_d is not None and max_d is not None and max_d < min_d:
-            raise ParamError("'maxDuration' should be greater than 'minDuration'")
+            raise BadRequest("'maxDuration' should be greater than 'minDuration'")
         return TraceQuery(
             service=service or None,
             operation=params.get("operation") or None,
@@ -435,9 +427,7 @@ class JaegerV1:
         lookback_ms = _int_param(request, "lookback", DEFAULT_DEPENDENCY_LOOKBACK_MS)
         assert lookback_ms is not None
         if lookback_ms < 0:
-            raise ParamError("parameter 'lookback' must not be negative")
-        with self.store.reader() as conn:
-            links = traces.dependencies(
-                conn, (end_ms - lookback_ms) * 1_000_000, end_ms * 1_000_000
-            )
+            raise BadRequest("parameter 'lookback' must not be negative")
+        with self.store.read() as reader:
+            links = reader.dependencies((end_ms - lookback_ms) * 1_000_000, end_ms * 1_000_000)
         return _envelope([{"parent": p, "child": c, "callCount": n} for p, c, n in links])

@@ -15,20 +15,25 @@ import binascii
 import calendar
 import json
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from phospho_otel.api.jaeger_v1 import MAX_LIMIT, ParamError, parse_go_duration, parse_trace_id
-from phospho_otel.store import traces
-from phospho_otel.store.traces import StoredTrace, TraceQuery
-
-if TYPE_CHECKING:
-    from phospho_otel.store.sqlite import SQLiteStore
+from phospho_otel.api.errors import guarded
+from phospho_otel.api.jaeger.v1 import MAX_LIMIT, parse_go_duration, parse_trace_id
+from phospho_otel.errors import BadRequest, NotFound, ServerError
+from phospho_otel.store.api import (
+    MAX_SPANS_PER_SEARCH,
+    SESSION_TAG,
+    USER_TAG,
+    Store,
+    StoredTrace,
+    TraceQuery,
+)
+from phospho_otel.store.tags import SPAN_KIND_NAMES
 
 __all__ = [
     "DEFAULT_SEARCH_DEPTH",
@@ -150,24 +155,17 @@ def trace_summary(trace: StoredTrace) -> dict[str, Any]:
 # --- responses ---------------------------------------------------------------------------
 
 
-def _error(status: int, message: str) -> Response:
-    return JSONResponse({"error": {"httpCode": status, "message": message}}, status_code=status)
+def render_error(exc: ServerError) -> Response:
+    """A ``ServerError`` as Jaeger's api_v3 answers it: ``{"error": {httpCode, message}}``."""
+    return JSONResponse({"error": {"httpCode": exc.status, "message": exc.message}},
+                        status_code=exc.status)
 
 
-def _not_found() -> Response:
-    return _error(404, "No traces found")
+_guarded = guarded(render_error)
 
 
-def _guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
-    def endpoint(request: Request) -> Response:
-        try:
-            return handler(request)
-        except ParamError as exc:
-            return _error(400, str(exc))
-
-    endpoint.__name__ = getattr(handler, "__name__", "endpoint")
-    endpoint.__doc__ = handler.__doc__
-    return endpoint
+def _not_found() -> NotFound:
+    return NotFound("No traces found")
 
 
 def _parse_trace_id_v3(text: str) -> bytes:
@@ -192,7 +190,7 @@ def _parse_trace_id_v3(text: str) -> bytes:
 class JaegerV3:
     """The api_v3 endpoints over one store; each attribute is a (sync) Starlette endpoint."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.services = _guarded(self._services)
         self.operations = _guarded(self._operations)
@@ -202,19 +200,19 @@ class JaegerV3:
 
     def _services(self, request: Request) -> Response:
         """GET /api/v3/services: {"services": [...]}."""
-        with self.store.reader() as conn:
-            return JSONResponse({"services": traces.services(conn)})
+        with self.store.read() as reader:
+            return JSONResponse({"services": reader.services()})
 
     def _operations(self, request: Request) -> Response:
         """GET /api/v3/operations?service=&spanKind=: {"operations": [{name, spanKind}]}."""
         service = request.query_params.get("service", "")
         if not service:
-            raise ParamError("parameter service is required")
+            raise BadRequest("parameter service is required")
         wanted, _ = _get(request, "spanKind", "span_kind")
-        with self.store.reader() as conn:
-            ops = traces.operations(conn, service)
+        with self.store.read() as reader:
+            ops = reader.operations(service)
         data = [
-            {"name": name, "spanKind": traces.SPAN_KIND_NAMES.get(kind, "") or "internal"}
+            {"name": name, "spanKind": SPAN_KIND_NAMES.get(kind, "") or "internal"}
             for name, kind in ops
         ]
         if wanted:
@@ -227,34 +225,34 @@ class JaegerV3:
         try:
             trace_id = _parse_trace_id_v3(raw)
         except ValueError as exc:
-            raise ParamError(f"malformed parameter trace_id: {exc}") from None
+            raise BadRequest(f"malformed parameter trace_id: {exc}") from None
         for canonical, deprecated in (("startTime", "start_time"), ("endTime", "end_time")):
             value, name = _get(request, canonical, deprecated)
             if value:
                 try:
                     parse_rfc3339_nano(value)
                 except ValueError as exc:
-                    raise ParamError(f"malformed parameter {name}: {exc}") from None
+                    raise BadRequest(f"malformed parameter {name}: {exc}") from None
         value, name = _get(request, "rawTraces", "raw_traces")
         if value and value.lower() not in ("true", "false", "1", "0", "t", "f"):
-            raise ParamError(f"malformed parameter {name}: {value!r} is not a boolean")
-        with self.store.reader() as conn:
-            trace = traces.get_trace(conn, trace_id)
-        if trace is None:
-            return _not_found()
-        return JSONResponse({"result": traces_data_json([trace])})
+            raise BadRequest(f"malformed parameter {name}: {value!r} is not a boolean")
+        with self.store.read() as reader:
+            found = reader.get_traces([trace_id])
+        if not found:
+            raise _not_found()
+        return JSONResponse({"result": traces_data_json(found)})
 
     def _find(self, request: Request) -> list[StoredTrace]:
         query = _trace_query(request)
-        with self.store.reader() as conn:
-            ids = traces.find_trace_ids(conn, query)
-            return traces.get_traces(conn, ids, max_total_spans=traces.MAX_SPANS_PER_SEARCH)
+        with self.store.read() as reader:
+            ids = reader.find_trace_ids(query)
+            return reader.get_traces(ids, max_total_spans=MAX_SPANS_PER_SEARCH)
 
     def _search(self, request: Request) -> Response:
         """GET /api/v3/traces?query.*: {"result": TracesData} of the matching traces."""
         found = self._find(request)
         if not found:
-            return _not_found()
+            raise _not_found()
         return JSONResponse({"result": traces_data_json(found)})
 
     def _summaries(self, request: Request) -> Response:
@@ -271,26 +269,26 @@ def _trace_query(request: Request) -> TraceQuery:
         try:
             parsed = json.loads(raw_attrs)
         except ValueError as exc:
-            raise ParamError(f"malformed parameter query.attributes: {exc}") from None
+            raise BadRequest(f"malformed parameter query.attributes: {exc}") from None
         if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
-            raise ParamError(
+            raise BadRequest(
                 "malformed parameter query.attributes: expected a JSON object of strings"
             )
         attributes = parsed
     min_raw, min_name = _get(request, "query.startTimeMin", "query.start_time_min")
     max_raw, max_name = _get(request, "query.startTimeMax", "query.start_time_max")
     if not min_raw or not max_raw:
-        raise ParamError("query.startTimeMin and query.startTimeMax are required")
+        raise BadRequest("query.startTimeMin and query.startTimeMax are required")
     try:
         start_min = parse_rfc3339_nano(min_raw)
     except ValueError as exc:
-        raise ParamError(f"malformed parameter {min_name}: {exc}") from None
+        raise BadRequest(f"malformed parameter {min_name}: {exc}") from None
     try:
         start_max = parse_rfc3339_nano(max_raw)
     except ValueError as exc:
-        raise ParamError(f"malformed parameter {max_name}: {exc}") from None
+        raise BadRequest(f"malformed parameter {max_name}: {exc}") from None
     if start_min >= start_max:
-        raise ParamError("query.startTimeMin must be before query.startTimeMax")
+        raise BadRequest("query.startTimeMin must be before query.startTimeMax")
     depth_raw, depth_name = _get(request, "query.searchDepth", "query.search_depth")
     if not depth_raw:
         depth_raw, depth_name = request.query_params.get("query.num_traces", ""), "query.num_traces"
@@ -299,7 +297,7 @@ def _trace_query(request: Request) -> TraceQuery:
         try:
             depth = int(depth_raw)
         except ValueError:
-            raise ParamError(f"malformed parameter {depth_name}: not an integer") from None
+            raise BadRequest(f"malformed parameter {depth_name}: not an integer") from None
         if depth <= 0:
             depth = DEFAULT_SEARCH_DEPTH
     durations: dict[str, int | None] = {}
@@ -313,15 +311,15 @@ def _trace_query(request: Request) -> TraceQuery:
             try:
                 durations[canonical] = parse_go_duration(value)
             except ValueError as exc:
-                raise ParamError(f"malformed parameter {name}: {exc}") from None
+                raise BadRequest(f"malformed parameter {name}: {exc}") from None
     d_min, d_max = durations["query.durationMin"], durations["query.durationMax"]
     if d_min is not None and d_max is not None and d_max < d_min:
-        raise ParamError("query.durationMax must not be less than query.durationMin")
+        raise BadRequest("query.durationMax must not be less than query.durationMin")
     raw_value, raw_name = _get(request, "query.rawTraces", "query.raw_traces")
     if raw_value and raw_value.lower() not in ("true", "false", "1", "0", "t", "f"):
-        raise ParamError(f"malformed parameter {raw_name}: {raw_value!r} is not a boolean")
-    if not service and traces.SESSION_TAG not in attributes and traces.USER_TAG not in attributes:
-        raise ParamError(
+        raise BadRequest(f"malformed parameter {raw_name}: {raw_value!r} is not a boolean")
+    if not service and SESSION_TAG not in attributes and USER_TAG not in attributes:
+        raise BadRequest(
             "query.serviceName is required (unless query.attributes has session.id or user.id)"
         )
     return TraceQuery(

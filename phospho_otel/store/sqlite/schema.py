@@ -1,35 +1,47 @@
-"""The embedded store's tables (SQLite). One file, nothing to install.
-
-Contract shared by ingest (writes), the views (read) and the Jaeger API (read):
+"""The SQLite backend's tables. One file, nothing to install.
 
 * ``spans`` keeps **every** span received, exactly as received: the serialized OTLP
-  ``Span`` message in ``span``, its resource and scope in ``origins``. A few columns are
-  copied out of it for indexing. Unique key ``(trace_id, span_id)``: a span delivered
-  twice (a collector retry) is inserted once; only a span that was really inserted goes
-  on to the task, feedback and rollup steps, so nothing counts twice.
-* ``tasks`` holds one row per task id, from task spans of our convention and from the
-  other conventions' spans that carry a session or user (see ``aggregator/``).
-* ``feedback`` holds one row per feedback span; a task's ``flag`` is its latest
-  feedback by time.
-* ``sessions`` and ``users`` are rollups that *merge*: counts add, times take min/max,
-  "first"/"last" fields are latest-by-time (ties broken by task id), so that rows
-  written by several aggregator replicas, or by spans arriving in any order, come out
-  the same. ``sessions.last_flag`` is the ``flag`` of the task ``last_task_id`` (kept
-  equal to it on every write: a new last task, feedback on the last task, a re-logged
-  task).
+  ``Span`` message in ``span``, its resource and scope in ``origins``; the other columns
+  are ``model.records.SpanRecord``'s, copied out for indexing. Unique key ``(trace_id,
+  span_id)``: a span delivered twice (a collector retry) is inserted once; only a span
+  that was really inserted goes on to the task, feedback and rollup steps, so nothing
+  counts twice.
+* ``tasks`` holds one row per task id: ``model.records.TaskRecord``'s columns, then the
+  task's latest feedback (``flag``...).
+* ``feedback`` holds one row per feedback span (``model.records.FeedbackRecord``); a
+  task's ``flag`` is its latest feedback by time.
+* ``sessions`` and ``users`` are the rollups of ``model.rollup`` (``SessionRollup``,
+  ``UserRollup``: their columns, their merge rules).
 
-Times are integer nanoseconds since the Unix epoch (UTC); ids of traces and spans are
-raw bytes (16 and 8). Anything reading the store goes through ``phospho_otel.store``.
+Each table has its record's fields as columns, in their order, plus its own (``spans.
+origin_id``, a task's feedback); ``tests/store/sqlite`` checks it, and the writer generates
+its statements from the records.
+Times are integer nanoseconds since the Unix epoch (UTC); ids of traces and spans are raw
+bytes (16 and 8). Files made by an older version are upgraded at open
+(``migrations``).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+__all__ = ["DDL", "FEEDBACK_COLUMNS", "SCHEMA_VERSION"]
+
+FEEDBACK_COLUMNS = ("flag", "flag_time_ns", "notes", "flag_source")
+"""The ``tasks`` columns after ``TaskRecord``'s: the task's latest feedback
+(``model.records.TaskFeedback``'s fields)."""
+
+SCHEMA_VERSION = 2
+"""1: the first schema; 2: ``sessions.last_flag`` (migration ``sessions_last_flag``)."""
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+
+-- migrations.py: the upgrades this file has had (or did not need: made after them)
+CREATE TABLE IF NOT EXISTS migrations (
+    name       TEXT PRIMARY KEY,
+    applied_at INTEGER NOT NULL  -- ns since the epoch
 );
 
 -- (resource, instrumentation scope) pairs, deduplicated by a hash of their bytes.
@@ -76,7 +88,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     user_id      TEXT,
     name         TEXT NOT NULL,
     service_name TEXT NOT NULL,
-    convention   TEXT NOT NULL,  -- phospho|openinference|gen_ai|traceloop|langfuse
+    convention   TEXT NOT NULL,  -- phospho, or a name of aggregator.conventions
     input        TEXT,
     output       TEXT,
     raw_input    TEXT,                -- JSON text
@@ -127,7 +139,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     failure_count   INTEGER NOT NULL DEFAULT 0,
     error_count     INTEGER NOT NULL DEFAULT 0,  -- tasks with status 'error'
     last_flag       TEXT              -- flag of the last task (its latest feedback), NULL if none
-);  -- last_flag came later: a file without it gets it (ALTER TABLE + backfill) at open
+);  -- last_flag came later: migration sessions_last_flag
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id, start_ns);
 CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions(start_ns);
 -- the session list's other sort keys (views: ORDER BY <key>, session_id LIMIT), and the

@@ -1,0 +1,301 @@
+"""Store rows and insight results -> the documented JSON of ``/api`` (and of the CLI's
+``--json``): ISO-8601 UTC times, durations in seconds, hex trace and span ids, opaque
+keyset cursors.
+
+Each shape has its field table (``TASK_FIELDS``, ``SESSION_FIELDS``...: name -> JSON
+schema), from which the OpenAPI document is generated; ``tests/api`` checks that every
+function here answers exactly its table's fields.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from phospho_otel.errors import BadRequest
+from phospho_otel.insights import SessionInsights, UserInsights
+from phospho_otel.model.rollup import SessionRollup
+from phospho_otel.store.api import TaskRow, UserRow
+
+__all__ = [
+    "NS_PER_DAY",
+    "NS_PER_S",
+    "SESSION_FIELDS",
+    "SESSION_INSIGHTS_FIELDS",
+    "TASK_FIELDS",
+    "USER_FIELDS",
+    "USER_INSIGHTS_FIELDS",
+    "Links",
+    "decode_cursor",
+    "encode_cursor",
+    "iso_to_ns",
+    "ns_to_iso",
+    "session_insights_json",
+    "session_json",
+    "task_json",
+    "user_insights_json",
+    "user_json",
+]
+
+NS_PER_S = 1_000_000_000
+NS_PER_DAY = 86_400 * NS_PER_S
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+Links = Callable[..., "dict[str, str] | None"]
+"""``links(session_id=..., user_id=..., start_ns=..., end_ns=...)``: Jaeger UI links of a
+session's or user's traces, or None (``api.jaeger.trace_links`` bound to a UI URL)."""
+
+
+def _no_links(**_: Any) -> None:
+    return None
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def ns_to_iso(ns: int | None) -> str | None:
+    """``1764082980123456789`` -> ``'2025-11-25T15:03:00.123456Z'`` (microseconds, UTC)."""
+    if ns is None:
+        return None
+    dt = _EPOCH + timedelta(microseconds=ns // 1000)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_to_ns(text: str) -> int:
+    """Parse an ISO-8601 time (``Z`` or offset; naive means UTC; a bare date is midnight);
+    ``BadRequest`` if it is not one."""
+    raw = text.strip()
+    if raw.endswith(("Z", "z")):
+        raw = raw[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest(f"not an ISO-8601 time: {text!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1000
+
+
+def _seconds(ns: float | int | None) -> float | None:
+    return None if ns is None else round(ns / NS_PER_S, 6)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _json_value(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def encode_cursor(cursor: tuple[Any, str] | None) -> str | None:
+    """An opaque keyset cursor (the last row's sort value and id), or None."""
+    if cursor is None:
+        return None
+    raw = json.dumps(list(cursor), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[Any, str]:
+    """Inverse of ``encode_cursor``; ``BadRequest`` if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        value, row_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise BadRequest("cursor: not a cursor returned by this API") from None
+    if not isinstance(row_id, str) or not isinstance(value, (int, str, type(None))):
+        raise BadRequest("cursor: not a cursor returned by this API")
+    return value, row_id
+
+
+# ----------------------------------------------------------------------------- schemas
+
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_NUM = {"type": ["number", "null"]}
+_STR = {"type": ["string", "null"]}
+_INT = {"type": "integer"}
+_LINKS = {"type": ["object", "null"], "additionalProperties": {"type": "string"},
+          "description": "Jaeger UI links to the traces, when PHOSPHO_JAEGER_UI_URL is set"}
+
+TASK_FIELDS: dict[str, dict[str, Any]] = {
+    "task_id": {"type": "string"}, "session_id": _STR, "user_id": _STR,
+    "input": _STR, "output": _STR, "raw_input": {}, "raw_output": {},
+    "metadata": {"type": "object"}, "start_time": _TIME, "end_time": _TIME,
+    "duration_s": _NUM, "status": {"enum": ["unset", "ok", "error"]},
+    "flag": {"enum": ["success", "failure", None]}, "notes": _STR, "flag_source": _STR,
+    "position": {"type": ["integer", "null"], "description": "1-based, by (start, task_id)"},
+    "is_last": {"type": ["boolean", "null"]}, "name": {"type": "string"},
+    "service_name": {"type": "string"}, "convention": {"type": "string"},
+    "trace_id": {"type": "string"}, "span_id": {"type": "string"},
+}
+SESSION_FIELDS: dict[str, dict[str, Any]] = {
+    "session_id": {"type": "string"}, "user_id": _STR, "task_count": _INT,
+    "start_time": _TIME, "end_time": _TIME, "duration_s": _NUM, "first_task_id": _STR,
+    "first_input": _STR, "last_task_id": _STR, "last_input": _STR, "last_output": _STR,
+    "last_status": _STR, "success_count": _INT, "failure_count": _INT, "error_count": _INT,
+    "links": _LINKS,
+}
+USER_FIELDS: dict[str, dict[str, Any]] = {
+    "user_id": {"type": "string"}, "task_count": _INT, "session_count": _INT,
+    "first_seen": _TIME, "last_seen": _TIME, "avg_session_duration_s": _NUM,
+    "avg_tasks_per_session": _NUM,
+    "success_rate": {"type": ["number", "null"],
+                     "description": "successes / (successes + failures); null if none"},
+    "success_count": _INT, "failure_count": _INT, "error_count": _INT, "links": _LINKS,
+}
+_FRESHNESS = {
+    "computed_at": {"type": "string", "format": "date-time",
+                    "description": "the instant of the snapshot the figures were read from"},
+    "max_age_s": {"type": "number", "description": "the staleness bound it was served under"},
+}
+SESSION_INSIGHTS_FIELDS: dict[str, dict[str, Any]] = {
+    "session_count": _INT, "task_count": _INT, "avg_duration_s": _NUM,
+    "median_duration_s": _NUM, "p90_duration_s": _NUM, "avg_tasks_per_session": _NUM,
+    "success_count": _INT, "failure_count": _INT, "error_count": _INT,
+    "length_histogram": {"type": "array", "items": {"type": "object", "properties": {
+        "task_count": _INT, "sessions": _INT}}},
+    "sessions_per_day": {"type": "array", "items": {"type": "object", "properties": {
+        "date": {"type": "string", "format": "date"}, "sessions": _INT}}},
+    "endings": {"type": "array", "description": "last tasks grouped by flag and status",
+                "items": {"type": "object", "properties": {
+                    "flag": _STR, "status": _STR, "sessions": _INT,
+                    "top_inputs": {"type": "array", "items": {"type": "object", "properties": {
+                        "input": _STR, "sessions": _INT}}}}}},
+    **_FRESHNESS,
+}
+USER_INSIGHTS_FIELDS: dict[str, dict[str, Any]] = {
+    "user_count": _INT, "avg_tasks_per_user": _NUM, "median_tasks_per_user": _NUM,
+    "p90_tasks_per_user": _NUM, "avg_sessions_per_user": _NUM, "success_rate": _NUM,
+    "tasks_per_user": {"type": "array", "items": {"type": "object", "properties": {
+        "min_tasks": _INT, "max_tasks": _INT, "users": _INT}}},
+    "top_users": {"type": "array", "items": {"$ref": "#/components/schemas/User"}},
+    **_FRESHNESS,
+}
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def task_json(row: TaskRow) -> dict[str, Any]:
+    t, feedback = row.task, row.feedback
+    metadata = _json_value(t.metadata)
+    return {
+        "task_id": t.task_id,
+        "session_id": t.session_id,
+        "user_id": t.user_id,
+        "input": t.input,
+        "output": t.output,
+        "raw_input": _json_value(t.raw_input),
+        "raw_output": _json_value(t.raw_output),
+        "metadata": metadata if metadata is not None else {},
+        "start_time": ns_to_iso(t.start_ns),
+        "end_time": ns_to_iso(t.end_ns),
+        "duration_s": _seconds(t.end_ns - t.start_ns),
+        "status": t.status,
+        "flag": feedback.flag if feedback else None,
+        "notes": feedback.notes if feedback else None,
+        "flag_source": feedback.source if feedback else None,
+        "position": row.position,
+        "is_last": row.is_last,
+        "name": t.name,
+        "service_name": t.service_name,
+        "convention": t.convention,
+        "trace_id": t.trace_id.hex(),
+        "span_id": t.span_id.hex(),
+    }
+
+
+def session_json(s: SessionRollup, links: Links = _no_links) -> dict[str, Any]:
+    start, end = s.start_ns, s.end_ns
+    return {
+        "session_id": s.session_id,
+        "user_id": s.user_id,
+        "task_count": s.task_count,
+        "start_time": ns_to_iso(start),
+        "end_time": ns_to_iso(end),
+        "duration_s": _seconds(end - start) if start is not None and end is not None else None,
+        "first_task_id": s.first_task_id,
+        "first_input": s.first_input,
+        "last_task_id": s.last_task_id,
+        "last_input": s.last_input,
+        "last_output": s.last_output,
+        "last_status": s.last_status,
+        "success_count": s.success_count,
+        "failure_count": s.failure_count,
+        "error_count": s.error_count,
+        "links": links(session_id=s.session_id, start_ns=start, end_ns=end),
+    }
+
+
+def user_json(u: UserRow, links: Links = _no_links) -> dict[str, Any]:
+    r = u.rollup
+    judged = r.success_count + r.failure_count
+    return {
+        "user_id": r.user_id,
+        "task_count": r.task_count,
+        "session_count": r.session_count,
+        "first_seen": ns_to_iso(r.first_seen_ns),
+        "last_seen": ns_to_iso(r.last_seen_ns),
+        "avg_session_duration_s": _seconds(u.avg_session_duration_ns),
+        "avg_tasks_per_session": _round(u.avg_tasks_per_session),
+        "success_rate": round(r.success_count / judged, 6) if judged else None,
+        "success_count": r.success_count,
+        "failure_count": r.failure_count,
+        "error_count": r.error_count,
+        "links": links(user_id=r.user_id, start_ns=r.first_seen_ns, end_ns=r.last_seen_ns),
+    }
+
+
+def _freshness(computed_at_ns: int, max_age_s: float) -> dict[str, Any]:
+    return {"computed_at": ns_to_iso(computed_at_ns), "max_age_s": max_age_s}
+
+
+def session_insights_json(x: SessionInsights, computed_at_ns: int,
+                          max_age_s: float) -> dict[str, Any]:
+    return {
+        "session_count": x.session_count,
+        "task_count": x.task_count,
+        "avg_duration_s": _seconds(x.avg_duration_ns),
+        "median_duration_s": _seconds(x.median_duration_ns),
+        "p90_duration_s": _seconds(x.p90_duration_ns),
+        "avg_tasks_per_session": _round(x.avg_tasks_per_session),
+        "success_count": x.success_count,
+        "failure_count": x.failure_count,
+        "error_count": x.error_count,
+        "length_histogram": [{"task_count": length, "sessions": n}
+                             for length, n in x.length_histogram],
+        "sessions_per_day": [{"date": (ns_to_iso(day * NS_PER_DAY) or "")[:10], "sessions": n}
+                             for day, n in x.sessions_per_day],
+        "endings": [
+            {"flag": g.flag, "status": g.status, "sessions": g.sessions,
+             "top_inputs": [{"input": text, "sessions": n} for text, n in g.top_inputs]}
+            for g in x.endings
+        ],
+        **_freshness(computed_at_ns, max_age_s),
+    }
+
+
+def user_insights_json(x: UserInsights, computed_at_ns: int, max_age_s: float,
+                       links: Links = _no_links) -> dict[str, Any]:
+    return {
+        "user_count": x.user_count,
+        "avg_tasks_per_user": _round(x.avg_tasks_per_user),
+        "median_tasks_per_user": x.median_tasks_per_user,
+        "p90_tasks_per_user": x.p90_tasks_per_user,
+        "avg_sessions_per_user": _round(x.avg_sessions_per_user),
+        "success_rate": _round(x.success_rate),
+        "tasks_per_user": [{"min_tasks": lo, "max_tasks": hi, "users": n}
+                           for lo, hi, n in x.tasks_per_user],
+        "top_users": [user_json(u, links) for u in x.top_users],
+        **_freshness(computed_at_ns, max_age_s),
+    }

@@ -1,0 +1,107 @@
+"""Session figures: how many, how long, how many tasks, per day, and what ends them."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+from phospho_otel.store.api import InsightReader, SessionFilter
+
+__all__ = ["EndingGroup", "SessionInsights", "quantile_ranks", "session_insights"]
+
+
+@dataclass(frozen=True, slots=True)
+class EndingGroup:
+    """Sessions whose last task had this feedback flag and status, with their most
+    frequent last inputs (``(input, sessions)``, most frequent first, ties by input with
+    None first)."""
+
+    flag: str | None
+    status: str | None
+    sessions: int
+    top_inputs: list[tuple[str | None, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInsights:
+    """Figures over the sessions of a filter (durations in ns; None when no session)."""
+
+    session_count: int
+    task_count: int
+    avg_duration_ns: float | None
+    median_duration_ns: float | None
+    p90_duration_ns: float | None
+    avg_tasks_per_session: float | None
+    success_count: int
+    failure_count: int
+    error_count: int
+    length_histogram: list[tuple[int, int]]
+    """``(task_count, sessions)``, ascending."""
+    sessions_per_day: list[tuple[int, int]]
+    """``(day since the epoch, sessions)`` for each UTC day with sessions, ascending."""
+    endings: list[EndingGroup]
+    """Most sessions first."""
+
+
+def quantile_ranks(n: int, q: float) -> tuple[int, float]:
+    """The 0-based rank below the ``q`` quantile of ``n`` sorted values and the weight of
+    the next one (linear interpolation between ranks)."""
+    pos = q * (n - 1)
+    lo = math.floor(pos)
+    return lo, pos - lo
+
+
+def _quantile(reader: InsightReader, where: SessionFilter, n: int, q: float) -> float | None:
+    if n == 0:
+        return None
+    lo, weight = quantile_ranks(n, q)
+    values = reader.session_durations_at(where, [lo, lo + 1] if weight else [lo])
+    if not values:
+        return None
+    if len(values) == 1:
+        return float(values[0])
+    return values[0] + (values[1] - values[0]) * weight
+
+
+def _endings(reader: InsightReader, where: SessionFilter, top_inputs: int) -> list[EndingGroup]:
+    totals: dict[tuple[str | None, str | None], int] = {}
+    candidates: dict[tuple[str | None, str | None], list[tuple[int, bool, str, str | None]]] = {}
+    for flag, status, last_input, count in reader.session_endings(where):
+        key = (flag, status)
+        totals[key] = totals.get(key, 0) + count
+        # most frequent first, then by input with None first
+        candidates.setdefault(key, []).append(
+            (-count, last_input is not None, last_input or "", last_input))
+    groups = [
+        EndingGroup(flag, status, totals[(flag, status)], [
+            (last_input, -neg) for neg, _, _, last_input in heapq.nsmallest(top_inputs, entries)
+        ])
+        for (flag, status), entries in candidates.items()
+    ]
+    groups.sort(key=lambda g: (-g.sessions, str(g.flag), str(g.status)))
+    return groups
+
+
+def session_insights(reader: InsightReader, *, where: SessionFilter | None = None,
+                     top_inputs: int = 5) -> SessionInsights:
+    """Figures over the sessions started in the filter's range (of its user): count,
+    average / median / p90 duration, average tasks per session, the histogram of session
+    lengths, sessions per UTC day, and what ends sessions (``endings``)."""
+    where = where or SessionFilter()
+    totals = reader.session_totals(where)
+    n = totals.session_count
+    return SessionInsights(
+        session_count=n,
+        task_count=totals.task_count,
+        avg_duration_ns=totals.avg_duration_ns,
+        median_duration_ns=_quantile(reader, where, n, 0.5),
+        p90_duration_ns=_quantile(reader, where, n, 0.9),
+        avg_tasks_per_session=totals.avg_tasks,
+        success_count=totals.success_count,
+        failure_count=totals.failure_count,
+        error_count=totals.error_count,
+        length_histogram=reader.session_lengths(where),
+        sessions_per_day=reader.sessions_per_day(where),
+        endings=_endings(reader, where, top_inputs),
+    )

@@ -1,0 +1,59 @@
+"""User figures: how many, tasks and sessions per user, success rate, top users."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from phospho_otel.insights.sessions import quantile_ranks
+from phospho_otel.store.api import InsightReader, UserFilter, UserRow
+
+__all__ = ["UserInsights", "user_insights"]
+
+
+@dataclass(frozen=True, slots=True)
+class UserInsights:
+    """Figures over the users of a filter (None when there is no user)."""
+
+    user_count: int
+    avg_tasks_per_user: float | None
+    median_tasks_per_user: float | None
+    p90_tasks_per_user: float | None
+    avg_sessions_per_user: float | None
+    success_rate: float | None
+    """successes / (successes + failures) over the users' tasks; None without feedback."""
+    tasks_per_user: list[tuple[int, int, int]]
+    """``(min tasks, max tasks, users)`` per power-of-two bucket, ascending."""
+    top_users: list[UserRow]
+
+
+def _quantile(counts: list[int], q: float) -> float | None:
+    if not counts:
+        return None
+    lo, weight = quantile_ranks(len(counts), q)
+    hi = min(lo + 1, len(counts) - 1)
+    return counts[lo] + (counts[hi] - counts[lo]) * weight
+
+
+def user_insights(reader: InsightReader, *, where: UserFilter | None = None,
+                  top: int = 10) -> UserInsights:
+    """Figures over the users active in the filter's range: how many, tasks per user
+    (average, median, p90 and a power-of-two histogram), sessions per user, success rate
+    and the ``top`` users by tasks."""
+    where = where or UserFilter()
+    totals = reader.user_totals(where)
+    counts = reader.user_task_counts(where)
+    buckets: dict[int, int] = {}
+    for c in counts:
+        lo = 1 << (max(c, 1).bit_length() - 1)
+        buckets[lo] = buckets.get(lo, 0) + 1
+    judged = totals.success_count + totals.failure_count
+    return UserInsights(
+        user_count=totals.user_count,
+        avg_tasks_per_user=totals.avg_tasks,
+        median_tasks_per_user=_quantile(counts, 0.5),
+        p90_tasks_per_user=_quantile(counts, 0.9),
+        avg_sessions_per_user=totals.avg_sessions,
+        success_rate=totals.success_count / judged if judged else None,
+        tasks_per_user=[(lo, lo * 2 - 1, buckets[lo]) for lo in sorted(buckets)],
+        top_users=reader.top_users(where, top),
+    )

@@ -1,0 +1,424 @@
+"""The store API: what the aggregator writes and what the views, insights and the Jaeger
+API read, in our own types. Every backend implements it (``store/sqlite`` today); nothing
+here names a database.
+
+A ``Store`` is a ``StoreWriter`` plus ``read()``, which opens a consistent snapshot: a
+``StoreReader`` (``ViewReader`` + ``InsightReader`` + ``TraceReader``) whose every call
+sees the same state, for the duration of a ``with`` block.
+
+Contracts every backend keeps (``tests/store_conformance`` checks them on each):
+
+* **Durable**: ``write`` returns once the batch would survive a crash; all or nothing.
+* **Idempotent**: a span delivered again (same trace and span id) changes nothing; a
+  task id logged again keeps the version with the latest ``(end_ns, span_id)``; feedback
+  before its task applies when the task arrives. So any arrival order, any number of
+  deliveries, give the same views.
+* **Rollups follow ``phospho_otel.model.rollup``**.
+* **Threading**: ``write`` from one thread at a time (the aggregator's writer); ``read``,
+  ``counters`` and everything on a reader from any thread (a reader from one thread at a
+  time). ``close`` once, after the writer has stopped.
+* **Bad queries** (an unknown sort key, a search no index can answer) raise
+  ``phospho_otel.errors.BadRequest``; a closed store raises ``StoreClosed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
+
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from phospho_otel.model.records import Extraction, TaskFeedback, TaskRecord
+from phospho_otel.model.rollup import SessionRollup, UserRollup
+from phospho_otel.semconv import SessionAttributes, UserAttributes
+
+__all__ = [
+    "DEFAULT_MAX_CANDIDATES",
+    "MAX_SPANS_PER_SEARCH",
+    "MAX_SPANS_PER_TRACE",
+    "SESSION_SORTS",
+    "SESSION_TAG",
+    "TASK_SORTS",
+    "USER_SORTS",
+    "USER_TAG",
+    "Ending",
+    "InsightReader",
+    "Listing",
+    "Page",
+    "SessionFilter",
+    "SessionTotals",
+    "Store",
+    "StoreReader",
+    "StoreWriter",
+    "StoredOrigin",
+    "StoredTrace",
+    "TaskFilter",
+    "TaskRow",
+    "TraceQuery",
+    "TraceReader",
+    "TraceSpan",
+    "UserFilter",
+    "UserRow",
+    "UserTotals",
+    "ViewReader",
+    "WriteResult",
+]
+
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one export request did to the store (the OTLP reply is built from it)."""
+
+    spans_received: int = 0
+    spans_stored: int = 0
+    """Spans newly stored."""
+    spans_duplicate: int = 0
+    """Spans already stored (a retry): ignored, counted nowhere else."""
+    rejected_spans: int = 0
+    """Spans that could not be stored (invalid ids): the OTLP partial-success count."""
+    tasks_new: int = 0
+    tasks_updated: int = 0
+    """Tasks whose id was already known, replaced by a later version."""
+    feedback_new: int = 0
+    skipped_invalid: int = 0
+    """Task and feedback spans of our convention skipped for bad attributes (stored as spans)."""
+    error_message: str = ""
+    """Why spans were rejected or skipped; empty when all went well."""
+
+
+@runtime_checkable
+class StoreWriter(Protocol):
+    """Where the aggregator's writer thread writes."""
+
+    def write(self, batch: Sequence[Extraction]) -> list[WriteResult]:
+        """Store the extracted requests in one durable transaction (group commit), one
+        result per request; all or nothing (on an error nothing is kept and it raises)."""
+        ...
+
+    def counters(self) -> dict[str, int]:
+        """Ingest counters since the store was created (``spans_received``,
+        ``spans_duplicate``, ``tasks_skipped_invalid``...)."""
+        ...
+
+
+# ----------------------------------------------------------------------------- views
+
+SESSION_SORTS = ("start_time", "end_time", "task_count", "duration_s", "session_id")
+"""Sort keys of the session list."""
+USER_SORTS = ("last_seen", "first_seen", "task_count", "session_count", "user_id")
+"""Sort keys of the user list."""
+TASK_SORTS = ("start_time",)
+"""Sort keys of the task list."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Which slice of a list: sort key, direction, size, and where to start.
+
+    ``cursor`` (a previous page's ``Listing.next_cursor``: the last row's sort value and
+    id) wins over ``offset``.
+    """
+
+    sort: str
+    descending: bool = True
+    limit: int = 50
+    offset: int = 0
+    cursor: tuple[Any, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    """Sessions started in ``[from_ns, to_ns)``, optionally of one user."""
+
+    from_ns: int | None = None
+    to_ns: int | None = None
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserFilter:
+    """Users active in ``[from_ns, to_ns)`` (last seen at or after ``from_ns``, first
+    seen before ``to_ns``), optionally one user."""
+
+    from_ns: int | None = None
+    to_ns: int | None = None
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """Tasks started in ``[from_ns, to_ns)``, optionally of one user and/or session."""
+
+    from_ns: int | None = None
+    to_ns: int | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+
+
+class TaskRow(NamedTuple):
+    """A stored task: the record it was last logged as, its latest feedback (None
+    without), and its place in its session (1-based ``position`` by ``(start_ns,
+    task_id)``, and whether it is the last; None without a session)."""
+
+    task: TaskRecord
+    feedback: TaskFeedback | None
+    position: int | None
+    is_last: bool | None
+
+
+class UserRow(NamedTuple):
+    """A user's rollup with figures over their sessions (None when they have none)."""
+
+    rollup: UserRollup
+    avg_session_duration_ns: float | None
+    avg_tasks_per_session: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing(Generic[T]):
+    """One page of a list; ``next_cursor`` is None on the last page, ``total`` None when
+    not asked for."""
+
+    items: list[T]
+    total: int | None
+    next_cursor: tuple[Any, str] | None
+
+
+class ViewReader(Protocol):
+    """Sessions, users and tasks, by id and as sorted, filtered pages."""
+
+    def data_version(self) -> float:
+        """A number that changes with every write: equal numbers, same data."""
+        ...
+
+    def list_sessions(self, where: SessionFilter, page: Page) -> Listing[SessionRollup]:
+        """One page of sessions, with the total count of the filter."""
+        ...
+
+    def get_session(self, session_id: str) -> SessionRollup | None:
+        ...
+
+    def session_tasks(self, session_id: str, limit: int, offset: int = 0) -> list[TaskRow]:
+        """A session's tasks in order (``position`` ascending)."""
+        ...
+
+    def list_users(self, where: UserFilter, page: Page) -> Listing[UserRow]:
+        ...
+
+    def get_user(self, user_id: str) -> UserRow | None:
+        ...
+
+    def user_sessions(self, user_id: str, limit: int) -> list[SessionRollup]:
+        """A user's latest sessions, newest first (by start, then id)."""
+        ...
+
+    def user_tasks(self, user_id: str, limit: int) -> list[TaskRow]:
+        """A user's latest tasks, newest first (by start, then id)."""
+        ...
+
+    def list_tasks(self, where: TaskFilter, page: Page, *,
+                   with_total: bool = True) -> Listing[TaskRow]:
+        ...
+
+    def get_task(self, task_id: str) -> TaskRow | None:
+        ...
+
+
+# ----------------------------------------------------------------------------- insights
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTotals:
+    """Aggregates over the sessions of a filter (None averages when there are none)."""
+
+    session_count: int
+    task_count: int
+    avg_duration_ns: float | None
+    avg_tasks: float | None
+    success_count: int
+    failure_count: int
+    error_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserTotals:
+    """Aggregates over the users of a filter."""
+
+    user_count: int
+    avg_tasks: float | None
+    avg_sessions: float | None
+    success_count: int
+    failure_count: int
+
+
+class Ending(NamedTuple):
+    """Sessions whose last task had this flag, status and input."""
+
+    flag: str | None
+    status: str | None
+    input: str | None
+    sessions: int
+
+
+class InsightReader(Protocol):
+    """Aggregate primitives that ``phospho_otel.insights`` composes into figures."""
+
+    def session_totals(self, where: SessionFilter) -> SessionTotals:
+        ...
+
+    def session_lengths(self, where: SessionFilter) -> list[tuple[int, int]]:
+        """``(task_count, sessions)`` for each session length, ascending."""
+        ...
+
+    def session_durations_at(self, where: SessionFilter, ranks: Sequence[int]) -> list[int]:
+        """The session durations (ns) at these 0-based ranks of the ascending order
+        (ranks past the end are left out)."""
+        ...
+
+    def sessions_per_day(self, where: SessionFilter) -> list[tuple[int, int]]:
+        """``(day, sessions)`` per UTC day (days since the epoch) with any, ascending."""
+        ...
+
+    def session_endings(self, where: SessionFilter) -> list[Ending]:
+        """The sessions counted by their last task's (flag, status, input), one entry per
+        distinct triple, in no particular order."""
+        ...
+
+    def user_totals(self, where: UserFilter) -> UserTotals:
+        ...
+
+    def user_task_counts(self, where: UserFilter) -> list[int]:
+        """Every user's task count, ascending."""
+        ...
+
+    def top_users(self, where: UserFilter, limit: int) -> list[UserRow]:
+        """The users with the most tasks (ties by user id)."""
+        ...
+
+
+# ----------------------------------------------------------------------------- traces
+
+SESSION_TAG = SessionAttributes.SESSION_ID
+"""Trace search tag answered from the spans' session id (any convention's)."""
+USER_TAG = UserAttributes.USER_ID
+"""Trace search tag answered from the spans' user id (any convention's)."""
+DEFAULT_MAX_CANDIDATES = 20_000
+"""Most candidate spans examined to match non-indexed tags, per search."""
+MAX_SPANS_PER_TRACE = 20_000
+"""A trace with more spans is cut (``StoredTrace.truncated``)."""
+MAX_SPANS_PER_SEARCH = 200_000
+"""A search stops loading traces once it holds this many spans."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOrigin:
+    """The resource and instrumentation scope spans were sent with, decoded."""
+
+    id: int
+    service_name: str
+    resource: Resource
+    resource_bytes: bytes
+    resource_schema_url: str
+    scope: InstrumentationScope
+    scope_schema_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSpan:
+    """One stored span, as received, with its origin."""
+
+    span: Span
+    origin: StoredOrigin
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTrace:
+    """All stored spans of one trace (never empty), ordered by start time."""
+
+    trace_id: bytes
+    spans: list[TraceSpan]
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TraceQuery:
+    """A trace search. Times and durations are nanoseconds; ``None`` means no bound.
+
+    ``tags`` match span attributes, resource attributes, event attributes and the
+    Jaeger-derived tags (``span.kind``, ``error``, ``otel.status_code``...), comparing
+    the value's text (``store.tags.attribute_text``). ``limit`` counts traces. A search
+    needs a ``service``, a ``session.id`` or a ``user.id`` tag (``is_indexed``).
+    """
+
+    service: str | None = None
+    operation: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    start_min_ns: int | None = None
+    start_max_ns: int | None = None
+    duration_min_ns: int | None = None
+    duration_max_ns: int | None = None
+    limit: int = 20
+    max_candidates: int = DEFAULT_MAX_CANDIDATES
+
+    def is_indexed(self) -> bool:
+        """True when an index narrows the search (a service, session or user)."""
+        return bool(self.service) or SESSION_TAG in self.tags or USER_TAG in self.tags
+
+
+class TraceReader(Protocol):
+    """Spans by trace, trace search, and the service and operation lists."""
+
+    def get_traces(self, trace_ids: Iterable[bytes], *,
+                   max_total_spans: int | None = None) -> list[StoredTrace]:
+        """The stored traces among ``trace_ids`` (16 raw bytes each), in the order given;
+        unknown ids are left out. With ``max_total_spans``, no further trace is loaded
+        once that many spans are (the first one always is)."""
+        ...
+
+    def find_trace_ids(self, query: TraceQuery) -> list[bytes]:
+        """Ids of the traces matching ``query`` (one of their spans matches every
+        condition), newest matching span first, at most ``query.limit``. Raises
+        ``BadRequest`` when the query is not ``is_indexed``."""
+        ...
+
+    def services(self) -> list[str]:
+        """Names of the services that sent spans, sorted."""
+        ...
+
+    def operations(self, service: str) -> list[tuple[str, int]]:
+        """``(span name, OTLP span kind)`` of a service's spans, sorted by name."""
+        ...
+
+    def dependencies(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int]]:
+        """``(parent service, child service, calls)`` from child spans started in
+        ``[start_ns, end_ns]`` whose parent belongs to another service, sorted."""
+        ...
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+class StoreReader(ViewReader, InsightReader, TraceReader, Protocol):
+    """Everything a consistent snapshot of the store answers."""
+
+
+@runtime_checkable
+class Store(StoreWriter, Protocol):
+    """A store backend: a writer, snapshots to read, and its lifecycle."""
+
+    def read(self) -> AbstractContextManager[StoreReader]:
+        """A consistent snapshot for the duration of a ``with`` block."""
+        ...
+
+    def close(self) -> None:
+        """Release everything; idempotent. Later calls raise ``StoreClosed``."""
+        ...

@@ -1,0 +1,1 @@
+"""Tests of the aggregator: extraction, input conventions, the ingest queue."""

@@ -1,0 +1,2 @@
+"""Tests of the shipped collector configurations and of the SDK -> collector -> aggregator
+route."""

@@ -1,0 +1,39 @@
+"""Fixtures of the insights tests: a real store holding the scripted data set
+(``tests/support/dataset``), and a real server on such a file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from phospho_otel.server import AggregatorServer, ServerSettings
+from phospho_otel.store import open_store
+from phospho_otel.store.api import Store
+from tests.support.dataset import write_scripted, write_scripted_file
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A real store holding the scripted data set (3 sessions)."""
+    s = open_store(str(tmp_path / "cache.db"))
+    write_scripted(s)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A SQLite file holding the scripted data set."""
+    return write_scripted_file(tmp_path / "views.db")
+
+
+@pytest.fixture
+def client(db_path: Path) -> Iterator[httpx.Client]:
+    """An HTTP client on a real aggregator (free ports) serving ``db_path``."""
+    settings = ServerSettings(store=str(db_path), http_port=0, grpc_port=0)
+    with AggregatorServer(settings) as srv, httpx.Client(
+            base_url=srv.http_url, timeout=10, trust_env=False) as c:
+        yield c

@@ -1,0 +1,1 @@
+"""Tests of the pure data model: records and rollups."""

@@ -1,0 +1,1 @@
+"""Tests of the OTLP receivers: decoding, OTLP/HTTP and OTLP/gRPC against a real store."""

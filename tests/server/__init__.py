@@ -1,0 +1,1 @@
+"""Tests of the aggregator service: settings, and the server process."""

@@ -1,0 +1,1 @@
+"""Tests of the SQLite backend itself: its file, schema, migrations, connections, WAL."""
