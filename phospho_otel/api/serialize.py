@@ -14,12 +14,12 @@ import binascii
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from phospho_otel.errors import BadRequest
 from phospho_otel.insights import SessionInsights, UserInsights
 from phospho_otel.model.rollup import SessionRollup
-from phospho_otel.store.api import TaskRow, UserRow
+from phospho_otel.store.api import Listing, TaskRow, UserRow
 
 __all__ = [
     "NS_PER_DAY",
@@ -33,6 +33,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "iso_to_ns",
+    "listing_json",
     "ns_to_iso",
     "session_insights_json",
     "session_json",
@@ -41,6 +42,7 @@ __all__ = [
     "user_json",
 ]
 
+T = TypeVar("T")
 NS_PER_S = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_S
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -254,6 +256,12 @@ def user_json(u: UserRow, links: Links = _no_links) -> dict[str, Any]:
         "error_count": r.error_count,
         "links": links(user_id=r.user_id, start_ns=r.first_seen_ns, end_ns=r.last_seen_ns),
     }
+
+
+def listing_json(listing: Listing[T], item_json: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
+    """A page of a list: ``{"items": [...], "total": N, "next_cursor": "..." | null}``."""
+    return {"items": [item_json(item) for item in listing.items], "total": listing.total,
+            "next_cursor": encode_cursor(listing.next_cursor)}
 
 
 def _freshness(computed_at_ns: int, max_age_s: float) -> dict[str, Any]:

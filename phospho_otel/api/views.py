@@ -94,8 +94,7 @@ def list_sessions(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
     start, end = time_range(args)
     with ctx.store.read() as reader:
         found = reader.list_sessions(SessionFilter(start, end, args["user_id"]), page_from(args))
-    return {"items": [serialize.session_json(s, ctx.links) for s in found.items],
-            "total": found.total, "next_cursor": serialize.encode_cursor(found.next_cursor)}
+    return serialize.listing_json(found, lambda s: serialize.session_json(s, ctx.links))
 
 
 def get_session(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -114,8 +113,7 @@ def list_users(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
     start, end = time_range(args)
     with ctx.store.read() as reader:
         found = reader.list_users(UserFilter(start, end, args["user_id"]), page_from(args))
-    return {"items": [serialize.user_json(u, ctx.links) for u in found.items],
-            "total": found.total, "next_cursor": serialize.encode_cursor(found.next_cursor)}
+    return serialize.listing_json(found, lambda u: serialize.user_json(u, ctx.links))
 
 
 def get_user(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -137,8 +135,7 @@ def list_tasks(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
     where = TaskFilter(start, end, args["user_id"], args["session_id"])
     with ctx.store.read() as reader:
         found = reader.list_tasks(where, page_from(args))
-    return {"items": [serialize.task_json(t) for t in found.items],
-            "next_cursor": serialize.encode_cursor(found.next_cursor), "total": found.total}
+    return serialize.listing_json(found, serialize.task_json)
 
 
 def get_task(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:

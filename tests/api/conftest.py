@@ -1,34 +1,8 @@
-"""Fixtures of the API tests: a store file holding the scripted data set
-(``tests/support/dataset``: figures known in advance) and a real server on it."""
+"""Fixtures of the API tests: the scripted data set's file, a real server on it and a
+client (``tests/support/scripted``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from tests.support.scripted import client, db_path, server
 
-import httpx
-import pytest
-
-from phospho_otel.server import AggregatorServer, ServerSettings
-from tests.support.dataset import write_scripted_file
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    """A SQLite file holding the scripted data set."""
-    return write_scripted_file(tmp_path / "views.db")
-
-
-@pytest.fixture
-def server(db_path: Path) -> Iterator[AggregatorServer]:
-    """A real aggregator on free ports serving the scripted data set."""
-    settings = ServerSettings(store=str(db_path), http_port=0, grpc_port=0)
-    with AggregatorServer(settings) as srv:
-        yield srv
-
-
-@pytest.fixture
-def client(server: AggregatorServer) -> Iterator[httpx.Client]:
-    """An HTTP client on the server."""
-    with httpx.Client(base_url=server.http_url, timeout=10, trust_env=False) as c:
-        yield c
+__all__ = ["client", "db_path", "server"]

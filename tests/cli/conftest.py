@@ -1,26 +1,8 @@
-"""Fixtures of the CLI tests: a store file holding the scripted data set
-(``tests/support/dataset``) and a real server on the same file."""
+"""Fixtures of the CLI tests: the scripted data set's file and a real server on the same
+file (``tests/support/scripted``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from tests.support.scripted import db_path, server
 
-import pytest
-
-from phospho_otel.server import AggregatorServer, ServerSettings
-from tests.support.dataset import write_scripted_file
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    """A SQLite file holding the scripted data set."""
-    return write_scripted_file(tmp_path / "views.db")
-
-
-@pytest.fixture
-def server(db_path: Path) -> Iterator[AggregatorServer]:
-    """A real aggregator on free ports serving the scripted data set."""
-    settings = ServerSettings(store=str(db_path), http_port=0, grpc_port=0)
-    with AggregatorServer(settings) as srv:
-        yield srv
+__all__ = ["db_path", "server"]

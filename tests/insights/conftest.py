@@ -12,7 +12,10 @@ import pytest
 from phospho_otel.server import AggregatorServer, ServerSettings
 from phospho_otel.store import open_store
 from phospho_otel.store.api import Store
-from tests.support.dataset import write_scripted, write_scripted_file
+from tests.support.dataset import write_scripted
+from tests.support.scripted import db_path
+
+__all__ = ["client", "db_path", "store"]
 
 
 @pytest.fixture
@@ -22,12 +25,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     write_scripted(s)
     yield s
     s.close()
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    """A SQLite file holding the scripted data set."""
-    return write_scripted_file(tmp_path / "views.db")
 
 
 @pytest.fixture
