@@ -89,7 +89,8 @@ class ViewSource:
             try:
                 store: Store = open_store(self.store_url, read_only=True)
             except (StoreError, ConfigurationError) as exc:
-                raise click.ClickException(f"{exc} (use --db, --store or --url)") from None
+                raise click.ClickException(
+                    f"cannot open the store: {exc} (use --db, --store or --url)") from None
             self._context = ViewContext(store, InsightsCache(store, max_age_s=0.0))
         return self._context
 

@@ -4,7 +4,6 @@
 
     PhosphoError
     ├── ConfigurationError        an unusable init() argument or setting (also a ValueError)
-    ├── StoreError                the store could not do what was asked (a bug, a broken file)
     └── ServerError               answered to a client; carries its HTTP status and gRPC code
         ├── BadRequest            400  INVALID_ARGUMENT   a malformed parameter or body
         │   └── DecodeError       400  INVALID_ARGUMENT   a body that is not OTLP
@@ -12,9 +11,19 @@
         ├── NotFound              404  NOT_FOUND          an unknown id
         ├── PayloadTooLarge       413  RESOURCE_EXHAUSTED a body over the size limit
         ├── UnsupportedMediaType  415  INVALID_ARGUMENT   a Content-Type or -Encoding we do not read
+        ├── StoreError            500  INTERNAL           the store failed; a retry cannot help
         └── Unavailable           503  UNAVAILABLE        retry later (``retry_after_s``)
             ├── Overloaded        503  UNAVAILABLE        the ingest queue is full
-            └── StoreClosed       503  UNAVAILABLE        the aggregator is shutting down
+            ├── StoreClosed       503  UNAVAILABLE        the aggregator is shutting down
+            └── StoreUnavailable  503  UNAVAILABLE        the store cannot write now (locked
+                                                          by another process, disk full...)
+
+A store says of each failure whether a retry can fix it (``store.api``): ``StoreError`` is
+permanent (the same request would fail again: a value it cannot hold, a damaged file, a
+bug), so receivers answer it as OTLP's non-retryable errors (HTTP 500, gRPC ``INTERNAL``)
+and a collector does not send the same batch forever; ``StoreUnavailable`` is a condition
+of its surroundings that passes (a lock, a full disk), answered as retryable. Opening a
+store raises ``StoreError`` with one line saying what is wrong and what to do.
 
 Bad arguments to the SDK's logging calls raise the builtin ``TypeError`` / ``ValueError``
 at the call site; export problems are never raised into the app (they are logged and
@@ -40,6 +49,7 @@ __all__ = [
     "ServerError",
     "StoreClosed",
     "StoreError",
+    "StoreUnavailable",
     "Unauthorized",
     "Unavailable",
     "UnsupportedMediaType",
@@ -52,11 +62,6 @@ class PhosphoError(Exception):
 
 class ConfigurationError(PhosphoError, ValueError):
     """An unusable setting given to ``init()`` or the server (argument or variable)."""
-
-
-class StoreError(PhosphoError):
-    """The store failed in a way the caller cannot fix (an integrity check, a file that
-    cannot be opened or upgraded). Nothing of the failed write was kept."""
 
 
 class ServerError(PhosphoError):
@@ -110,6 +115,16 @@ class UnsupportedMediaType(ServerError):
     grpc_code = "INVALID_ARGUMENT"
 
 
+class StoreError(ServerError):
+    """The store failed in a way a retry cannot fix: a record it cannot hold, a damaged
+    file, a failed integrity check, a file that cannot be opened or upgraded (one line
+    saying what is wrong and what to do). Nothing of the failed write was kept. Answered
+    500 / ``INTERNAL``: OTLP exporters do not retry it."""
+
+    status = 500
+    grpc_code = "INTERNAL"
+
+
 class Unavailable(ServerError):
     """Try again after ``retry_after_s`` seconds (503 + ``Retry-After``, gRPC
     ``UNAVAILABLE`` + ``RetryInfo``): collectors retry, nothing is lost."""
@@ -134,3 +149,9 @@ class StoreClosed(Unavailable):
 
     def __init__(self, what: str = "store") -> None:
         super().__init__(f"not accepting data: the {what} is closed", 1.0)
+
+
+class StoreUnavailable(Unavailable):
+    """The store cannot write now, for a reason that passes without changing the request:
+    its file is locked by another process, the disk is full, an I/O error. Nothing of the
+    failed write was kept; retry after ``retry_after_s``."""

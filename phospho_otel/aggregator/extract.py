@@ -1,8 +1,21 @@
 """Decoded OTLP -> span, task and feedback records. Pure functions, no I/O.
 
 Every span with a valid trace id (16 bytes, not all zero) and span id (8 bytes, not all
-zero) becomes a ``spans`` row; a span with an invalid id cannot be stored and is
-*rejected* (counted in the OTLP partial-success reply).
+zero) and times a store can hold becomes a ``spans`` row. A span that cannot be stored is
+*rejected*: counted in the OTLP partial-success reply (with a reason in its message) while
+the rest of its request is stored:
+
+* an invalid trace or span id;
+* a start or end time past ``MAX_TIME_NS`` (2^63 - 1 ns, 2262-04-11): OTLP times are
+  unsigned 64-bit (``fixed64``), stores hold signed 64-bit integers (counter
+  ``spans_rejected_time``). Rejected, not clamped: a clamped time would be a made-up
+  value, the stored span would disagree with its own bytes, and the sender learns of its
+  broken clock from the partial success. Event times stay inside the stored span's bytes
+  (no store column holds them), so they need no bound.
+
+Numbers in metadata are JSON numbers, except the doubles JSON cannot spell (NaN,
++-Infinity, valid in OTLP): they become the strings ``"NaN"``, ``"Infinity"`` and
+``"-Infinity"`` (``any_value_to_python``), so a metadata object is always strict JSON.
 
 Which spans become tasks and feedback:
 
@@ -38,6 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -76,6 +90,8 @@ from phospho_otel.semconv import (
 
 __all__ = [
     "MAX_PROBLEMS",
+    "MAX_TIME_NS",
+    "NON_FINITE",
     "any_value_to_python",
     "extract",
     "foreign_task_id",
@@ -84,6 +100,11 @@ __all__ = [
 
 MAX_PROBLEMS = 5
 """Reasons for rejected or skipped spans kept per request (``Extraction.problems``)."""
+MAX_TIME_NS = 2**63 - 1
+"""The latest span start or end time stored (2262-04-11T23:47:16.854775807Z): a store's
+integers are signed 64-bit, OTLP's times unsigned. Later ones are rejected."""
+NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+"""``repr`` of a non-finite double -> its text in metadata JSON."""
 
 _REMOTE_PARENT = 0x300  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK | ..._IS_REMOTE_MASK
 _ZERO_TRACE = bytes(16)
@@ -108,7 +129,8 @@ def foreign_task_id(trace_id: bytes, span_id: bytes) -> str:
 
 
 def any_value_to_python(value: AnyValue) -> object:
-    """An OTLP ``AnyValue`` as a JSON-friendly Python value (bytes become hex text)."""
+    """An OTLP ``AnyValue`` as a strict-JSON Python value: bytes become hex text, a
+    non-finite double the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``."""
     which = value.WhichOneof("value")
     if which is None:
         return None
@@ -118,6 +140,9 @@ def any_value_to_python(value: AnyValue) -> object:
         return {kv.key: any_value_to_python(kv.value) for kv in value.kvlist_value.values}
     if which == "bytes_value":
         return value.bytes_value.hex()
+    if which == "double_value":
+        number = value.double_value
+        return number if math.isfinite(number) else NON_FINITE[repr(number)]
     return getattr(value, which)
 
 
@@ -297,6 +322,11 @@ class _Extractor:
                         "not all zero)"
                     )
                 continue
+            start_ns = span.start_time_unix_nano
+            end_ns = span.end_time_unix_nano
+            if start_ns > MAX_TIME_NS or end_ns > MAX_TIME_NS:
+                self.reject_time(span.name, start_ns, end_ns)
+                continue
             attrs: _Attrs = {}
             for kv in span.attributes:
                 key = kv.key
@@ -322,7 +352,7 @@ class _Extractor:
             parent = span.parent_span_id
             rows.append(new_record(SpanRecord, (
                 trace_id, span_id, parent or None, service, span.name, span.kind,
-                span.start_time_unix_nano, span.end_time_unix_nano, span.status.code,
+                start_ns, end_ns, span.status.code,
                 session_id, user_id, span.SerializeToString(),
             )))
             span_type = attrs.get(_SPAN_TYPE)
@@ -341,9 +371,17 @@ class _Extractor:
             self.tasks.append(TaskRecord(
                 foreign_task_id(trace_id, span_id), trace_id, span_id, session_id, user_id,
                 span.name, service, session_from or user_from, input_value, output_value,
-                None, None, "{}", span.start_time_unix_nano, span.end_time_unix_nano,
-                _status(span.status.code),
+                None, None, "{}", start_ns, end_ns, _status(span.status.code),
             ))
+
+    def reject_time(self, name: str, start_ns: int, end_ns: int) -> None:
+        """Reject a span with a time past ``MAX_TIME_NS``."""
+        self.rejected += 1
+        which = "start_time_unix_nano" if start_ns > MAX_TIME_NS else "end_time_unix_nano"
+        self.count("spans_rejected_time",
+                   f"span {name!r} rejected: {which}="
+                   f"{start_ns if start_ns > MAX_TIME_NS else end_ns} is past 2^63-1 ns "
+                   "(2262-04-11T23:47:16Z), the latest time the store holds: a broken clock?")
 
     def ours(self, span_type: str | AnyValue, attrs: _Attrs, span: Span, trace_id: bytes,
              span_id: bytes, service: str) -> None:

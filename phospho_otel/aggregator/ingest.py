@@ -4,10 +4,17 @@ Receivers (HTTP event loop, gRPC worker threads) call ``ingest``/``ingest_blocki
 request is extracted (``aggregator.extract``) in the caller's thread or a worker thread,
 queued, and written by the one writer thread (``store.api.StoreWriter.write``). The call
 returns only once the request's spans are durable in the store, so the receiver
-acknowledges nothing that could be lost. The queue is bounded in *spans*: past
-``max_pending_spans`` a new request raises ``errors.Overloaded`` at once (HTTP 503 +
-Retry-After, gRPC UNAVAILABLE), so a collector retries later instead of anything being
-dropped; once closed it raises ``errors.StoreClosed``. The writer takes every queued
+acknowledges nothing that could be lost.
+
+Admission: the queue is bounded by its estimated *drain time*, the seconds the writer
+needs for the pending spans at its measured rate (plus how long the write in progress has
+overrun its own estimate, so that a stalled store counts at once), and by a number of
+spans. A request that would take the queue past ``max_drain_s`` or ``max_pending_spans``
+raises ``errors.Overloaded`` at once (HTTP 503 + Retry-After, gRPC UNAVAILABLE +
+RetryInfo): a collector retries later instead of waiting into its own timeout (10 s by
+default), and nothing is dropped. ``admit()`` is the same check before a request is read
+or parsed (its span count is not known yet): it refuses once the queue alone is past its
+budget. Once closed both raise ``errors.StoreClosed``. The writer takes every queued
 request (up to ``max_group_spans``) into one write: one fsync per group, however many
 small requests arrive.
 """
@@ -59,6 +66,11 @@ class _Item(NamedTuple):
 INLINE_EXTRACT_SPANS = 64
 """``ingest`` extracts requests up to this size on the event loop, larger ones in a
 worker thread (so the loop keeps serving while a big batch is extracted)."""
+ASSUMED_RATE = 20_000.0
+"""Spans per second the writer is assumed to write until a write has been measured."""
+MEASURED_WRITE_SPANS = 100
+"""Writes of at least this many spans measure the rate (smaller ones are mostly the
+commit's fixed cost, and would make the writer look slower than it is under load)."""
 
 
 class Ingestor:
@@ -73,9 +85,13 @@ class Ingestor:
     Args:
         store: where the writer thread writes (its only caller of ``write``).
         max_pending_spans: spans accepted and not yet durable beyond which new requests
-            are refused with ``Overloaded``. A single request larger than this is still
-            accepted when nothing else is pending, so it cannot be refused forever.
+            are refused with ``Overloaded``.
         max_group_spans: spans written in one transaction at most.
+        max_drain_s: estimated seconds of writing (see the module doc) beyond which new
+            requests are refused with ``Overloaded``.
+
+    Either way, a request is still accepted when nothing else is pending, so that a large
+    one cannot be refused forever.
     """
 
     def __init__(
@@ -84,19 +100,25 @@ class Ingestor:
         *,
         max_pending_spans: int = 200_000,
         max_group_spans: int = 32_768,
+        max_drain_s: float = 5.0,
     ) -> None:
         if max_pending_spans < 1:
             raise ValueError("max_pending_spans must be >= 1")
         if max_group_spans < 1:
             raise ValueError("max_group_spans must be >= 1")
+        if not max_drain_s > 0:
+            raise ValueError("max_drain_s must be > 0")
         self.store = store
         self.max_pending_spans = max_pending_spans
         self.max_group_spans = max_group_spans
+        self.max_drain_s = max_drain_s
         self._queue: collections.deque[_Item] = collections.deque()
         self._cond = threading.Condition()
         self._pending = 0
         self._closed = False
-        self._rate = 20_000.0  # spans/s, moving average, for Retry-After
+        self._rate: float | None = None  # spans/s, moving average of measured writes
+        self._writing_since: float | None = None  # perf_counter() of the write under way
+        self._writing_spans = 0
         self._thread = threading.Thread(
             target=self._run, name="phospho-ingest-writer", daemon=True
         )
@@ -107,13 +129,50 @@ class Ingestor:
         """Spans accepted and not yet durable."""
         return self._pending
 
+    @property
+    def write_rate(self) -> float:
+        """Spans per second the writer is estimated to write."""
+        return ASSUMED_RATE if self._rate is None else self._rate
+
+    def drain_estimate_s(self, extra_spans: int = 0) -> float:
+        """Estimated seconds until the pending spans, plus ``extra_spans``, are durable."""
+        with self._cond:
+            return self._drain_s(self._pending + extra_spans)
+
+    def _drain_s(self, spans: int) -> float:
+        # Called with the lock held.
+        rate = self.write_rate
+        estimate = spans / rate
+        if self._writing_since is not None:
+            # The write under way was estimated to take writing_spans / rate; time past
+            # that is a stall the estimate has not seen yet (a lock, a slow disk).
+            running = time.perf_counter() - self._writing_since
+            estimate += max(0.0, running - self._writing_spans / rate)
+        return estimate
+
+    def _overloaded(self, spans: int) -> Overloaded:
+        retry_after = min(30.0, max(1.0, math.ceil(self._drain_s(spans))))
+        return Overloaded(retry_after)
+
+    def admit(self) -> None:
+        """Raise ``Overloaded`` if the queue alone is already past its budget (estimated
+        drain time or spans), ``StoreClosed`` once closed: the check a receiver makes
+        before reading or parsing a request whose span count it does not know yet."""
+        with self._cond:
+            if self._closed:
+                raise StoreClosed("ingest queue")
+            if self._pending and (self._pending >= self.max_pending_spans
+                                  or self._drain_s(self._pending) >= self.max_drain_s):
+                raise self._overloaded(self._pending)
+
     def _reserve(self, spans: int) -> None:
         with self._cond:
             if self._closed:
                 raise StoreClosed("ingest queue")
-            if self._pending and self._pending + spans > self.max_pending_spans:
-                retry_after = min(30.0, max(1.0, math.ceil(self._pending / self._rate)))
-                raise Overloaded(retry_after)
+            total = self._pending + spans
+            if self._pending and (total > self.max_pending_spans
+                                  or self._drain_s(total) > self.max_drain_s):
+                raise self._overloaded(self._pending)
             self._pending += spans
 
     def _release(self, spans: int) -> None:
@@ -194,16 +253,21 @@ class Ingestor:
             if items is None:
                 return
             live = [item for item in items if item.future.set_running_or_notify_cancel()]
-            started = time.perf_counter()
+            spans = sum(item.spans for item in items)
+            with self._cond:
+                started = self._writing_since = time.perf_counter()
+                self._writing_spans = spans
             try:
                 self._write(live)
             finally:
-                spans = sum(item.spans for item in items)
                 elapsed = time.perf_counter() - started
                 with self._cond:
                     self._pending -= spans
-                    if spans >= 100 and elapsed > 0:
-                        self._rate = 0.8 * self._rate + 0.2 * (spans / elapsed)
+                    self._writing_since = None
+                    if spans >= MEASURED_WRITE_SPANS and elapsed > 0:
+                        rate = spans / elapsed
+                        self._rate = rate if self._rate is None else (
+                            0.8 * self._rate + 0.2 * rate)
 
     def _write(self, items: list[_Item]) -> None:
         if not items:

@@ -88,8 +88,8 @@ class Param:
         if self.kind == "time":
             try:
                 return iso_to_ns(raw)
-            except BadRequest:
-                raise BadRequest(f"{self.name}: not an ISO-8601 time: {raw!r}") from None
+            except BadRequest as exc:
+                raise BadRequest(f"{self.name}: {exc.message}") from None
         if self.kind == "cursor":
             return decode_cursor(raw)
         raise AssertionError(f"unknown parameter kind {self.kind!r}")

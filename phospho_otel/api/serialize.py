@@ -79,8 +79,20 @@ def iso_to_ns(text: str) -> int:
         raise BadRequest(f"not an ISO-8601 time: {text!r}") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    delta = dt - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1000
+    try:
+        delta = dt - _EPOCH
+    except OverflowError:
+        raise BadRequest(f"out of range: {text!r} {_TIME_RANGE}") from None
+    ns = (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1000
+    if not INT64_MIN <= ns <= INT64_MAX:
+        raise BadRequest(f"out of range: {text!r} {_TIME_RANGE}")
+    return ns
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""What a store's integers (times in ns, cursor values) hold."""
+_TIME_RANGE = ("(times are nanoseconds in 64 bits: from 1677-09-21T00:12:44Z "
+               "to 2262-04-11T23:47:16Z)")
 
 
 def _seconds(ns: float | int | None) -> float | None:
@@ -91,11 +103,26 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+_NON_FINITE = {"NaN": "NaN", "Infinity": "Infinity", "-Infinity": "-Infinity"}
+
+
+def _finite_or_text(number: str) -> float | str:
+    value = float(number)
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
 def _json_value(text: str | None) -> Any:
+    """Stored JSON text as a strict-JSON value: ``NaN``, ``Infinity`` and numbers too
+    large for a double (which rows stored by older versions may hold) become the strings
+    ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, as extraction writes them now; text that is
+    not JSON is answered as the string it is."""
     if text is None:
         return None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_NON_FINITE.__getitem__,
+                          parse_float=_finite_or_text)
     except ValueError:
         return text
 
@@ -115,8 +142,11 @@ def decode_cursor(text: str) -> tuple[Any, str]:
         value, row_id = json.loads(raw)
     except (binascii.Error, ValueError, TypeError):
         raise BadRequest("cursor: not a cursor returned by this API") from None
-    if not isinstance(row_id, str) or not isinstance(value, (int, str, type(None))):
+    if not isinstance(row_id, str) or not isinstance(value, (int, str, type(None))) \
+            or isinstance(value, bool):
         raise BadRequest("cursor: not a cursor returned by this API")
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise BadRequest("cursor: out of range: not a cursor returned by this API")
     return value, row_id
 
 

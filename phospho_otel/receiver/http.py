@@ -10,27 +10,38 @@ request's encoding (JSON for anything not protobuf) with the status of its
 ``errors.ServerError``:
 
 * 400 malformed body (protobuf, JSON or gzip), with what is wrong;
-* 413 body (raw or inflated) over ``max_body_bytes``;
+* 413 body (raw or inflated) over ``max_body_bytes``, or holding more than the decoder
+  materialises;
 * 415 unsupported ``Content-Type`` or ``Content-Encoding``;
-* 503 + ``Retry-After`` when the writer is behind or shutting down (the collector
-  retries), or when the store failed to write (nothing was acknowledged).
+* 500 when the store cannot keep the request (``errors.StoreError``: a retry would fail
+  the same way, so OTLP exporters, which do not retry a 500, drop it instead of retrying
+  it forever); nothing of it was acknowledged;
+* 503 + ``Retry-After`` when the writer is behind (``Ingestor.admit``, checked before the
+  body is read), when the bytes held by requests in progress are at their budget
+  (``receiver.budget``, checked against ``Content-Length`` before the body is read), when
+  shutting down, or when the store is unavailable for now; the collector retries.
 
-Authentication is the application's middleware's job (``receiver.auth``).
+The event loop only moves bytes: inflating, parsing and extracting run in a small pool of
+decode threads, whatever the body's size (a thread still shares the GIL, so the decoder's
+bounds are what keeps a hostile body from taking the loop's time). Slow or idle clients
+are the HTTP server's business (``server.connections``); authentication and Host checks
+are the application's middleware's (``receiver.auth``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import os
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -39,20 +50,28 @@ from phospho_otel.errors import (
     BadRequest,
     PayloadTooLarge,
     ServerError,
+    StoreError,
     Unavailable,
     UnsupportedMediaType,
 )
+from phospho_otel.receiver.budget import (
+    DEFAULT_MAX_BUFFERED_BYTES,
+    ByteBudget,
+    Reservation,
+    store_error,
+)
 from phospho_otel.receiver.decode import gunzip, parse_json, parse_protobuf
 
-__all__ = ["otlp_status_response", "otlp_traces_endpoint"]
+__all__ = ["DECODE_THREADS", "otlp_status_response", "otlp_traces_endpoint"]
 
 logger = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _PROTOBUF_TYPES = frozenset({PROTOBUF, "application/protobuf"})
-_JSON_DECODE_IN_THREAD = 256 * 1024
-"""JSON bodies larger than this are parsed in a worker thread, not on the event loop."""
+DECODE_THREADS = min(4, os.cpu_count() or 1)
+"""Threads inflating, parsing and extracting bodies (decoding mostly holds the GIL: more
+would not decode faster, and each may hold a body inflated up to the size limit)."""
 
 
 def otlp_status_response(error: ServerError, protobuf: bool) -> Response:
@@ -87,7 +106,9 @@ def _success_response(result: IngestResult, protobuf: bool) -> Response:
     return Response(json.dumps(doc).encode(), media_type=JSON)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, held: Reservation) -> list[bytes]:
+    """The body's chunks, held in ``held``: its declared size is taken before anything is
+    read (so a refusal comes first), a chunked body's chunks as they arrive."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -96,17 +117,23 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise BadRequest(f"bad Content-Length {declared!r}") from None
         if size > limit:
             raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit}")
-    body = bytearray()
+        held.take(size)
+    chunks: list[bytes] = []
+    received = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+        if not chunk:
+            continue
+        received += len(chunk)
+        if received > limit:
             raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
-    return bytes(body)
+        if declared is None:
+            held.take(len(chunk))
+        chunks.append(chunk)
+    return chunks
 
 
-async def _decode(request: Request, media_type: str, protobuf: bool,
-                  limit: int) -> ExportTraceServiceRequest:
-    """The request's body as an export request (``ServerError`` if it is not one)."""
+def _encoding(request: Request, media_type: str, protobuf: bool) -> bool:
+    """Whether the body is gzip (``UnsupportedMediaType`` for what we do not read)."""
     if not protobuf and media_type != JSON:
         raise UnsupportedMediaType(
             f"unsupported Content-Type {media_type or '(none)'!r}: use {PROTOBUF} or {JSON}"
@@ -116,39 +143,61 @@ async def _decode(request: Request, media_type: str, protobuf: bool,
         raise UnsupportedMediaType(
             f"unsupported Content-Encoding {encoding!r}: use gzip or none"
         )
-    body = await _read_body(request, limit)
-    if encoding == "gzip":
-        if len(body) > 1024 * 1024:
-            body = await run_in_threadpool(gunzip, body, limit)
-        else:
-            body = gunzip(body, limit)
-    if protobuf:
-        return parse_protobuf(body)
-    if len(body) > _JSON_DECODE_IN_THREAD:
-        return await run_in_threadpool(parse_json, body)
-    return parse_json(body)
+    return encoding == "gzip"
 
 
 def otlp_traces_endpoint(
-    ingestor: Ingestor, max_body_bytes: int
+    ingestor: Ingestor,
+    max_body_bytes: int,
+    *,
+    budget: ByteBudget | None = None,
+    decode_threads: int = DECODE_THREADS,
 ) -> Callable[[Request], Awaitable[Response]]:
     """The Starlette endpoint for ``POST /v1/traces`` feeding ``ingestor``.
 
-    ``max_body_bytes`` bounds the body both as received and once inflated."""
+    ``max_body_bytes`` bounds the body both as received and once inflated; ``budget``
+    bounds the bytes all requests in progress hold at once (shared with the gRPC receiver
+    by the server; a budget of ``DEFAULT_MAX_BUFFERED_BYTES`` if none is given);
+    ``decode_threads`` decode bodies."""
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be >= 1")
+    if decode_threads < 1:
+        raise ValueError("decode_threads must be >= 1")
+    budget = budget if budget is not None else ByteBudget(DEFAULT_MAX_BUFFERED_BYTES)
+    decoders = ThreadPoolExecutor(decode_threads, thread_name_prefix="phospho-decode")
+
+    def decode_and_submit(chunks: list[bytes], gzip: bool, protobuf: bool,
+                          held: Reservation) -> Future[IngestResult]:
+        """In a decode thread: inflate, parse, extract and queue the request."""
+        body = b"".join(chunks)
+        chunks.clear()
+        if gzip:
+            body = gunzip(body, max_body_bytes)
+            held.take(len(body))
+        export = parse_protobuf(body) if protobuf else parse_json(body)
+        del body
+        return ingestor.submit(export)
 
     async def receive_traces(request: Request) -> Response:
         media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         protobuf = media_type in _PROTOBUF_TYPES
         try:
-            export = await _decode(request, media_type, protobuf, max_body_bytes)
-            result = await ingestor.ingest(export)
+            with budget.reserve() as held:
+                gzip = _encoding(request, media_type, protobuf)
+                ingestor.admit()
+                chunks = await _read_body(request, max_body_bytes, held)
+                written = await asyncio.get_running_loop().run_in_executor(
+                    decoders, decode_and_submit, chunks, gzip, protobuf, held)
+                del chunks
+                result = await asyncio.wrap_future(written)
         except ClientDisconnect:
             return Response(status_code=400)
         except ServerError as error:
             return otlp_status_response(error, protobuf)
-        except Exception as exc:  # a bug or a store failure: nothing was acknowledged
+        except StoreError as exc:  # the store cannot keep it; a retry would fail again
+            logger.error("the store refused an OTLP/HTTP request: %s", exc)
+            return otlp_status_response(store_error(exc), protobuf)
+        except Exception as exc:  # a bug: nothing was acknowledged, so the client retries
             logger.exception("storing an OTLP/HTTP request failed")
             return otlp_status_response(Unavailable(f"store write failed: {exc}"), protobuf)
         return _success_response(result, protobuf)

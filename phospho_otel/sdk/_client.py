@@ -130,7 +130,10 @@ class Client:
 
 _lock = threading.Lock()
 _client: Client | None = None
-_last_processor: PhosphoSpanProcessor | None = None  # stats() after shutdown()
+# the client shut down last: stats() after shutdown() are its processor's, and spans of
+# log()/task()/user_feedback() after shutdown() go to its tracer, where its processor
+# counts them as dropped
+_last_client: Client | None = None
 _atexit_registered = False
 # task id -> span context of its task span, most recent last (bounded)
 _recent: dict[str, SpanContext] = {}
@@ -168,8 +171,9 @@ def task_span_context(task_id: str) -> SpanContext | None:
 
 
 def tracer() -> trace.Tracer:
-    """Our tracer: the client's, or the global provider's before ``init()``."""
-    client = _client
+    """Our tracer: the client's; after ``shutdown()`` the last client's (its shut-down
+    processor counts the spans as dropped); the global provider's before ``init()``."""
+    client = _client or _last_client
     if client is not None:
         return client.tracer
     return trace.get_tracer(TRACER_NAME)
@@ -208,8 +212,8 @@ def init(
       global one if it is an SDK provider, else a new one that becomes global.
     - ``max_queue_size`` (``PHOSPHO_MAX_QUEUE_SIZE``, 100,000 spans),
       ``max_attribute_bytes`` (``PHOSPHO_MAX_ATTRIBUTE_BYTES``, 64 KiB),
-      ``max_export_batch_size`` (512), ``schedule_delay_s`` (0.2), ``timeout_s`` (10),
-      ``max_request_bytes`` (3 MiB).
+      ``max_export_batch_size`` (512), ``schedule_delay_s`` (0.2), ``timeout_s`` (10:
+      per request, and for the flush at interpreter exit), ``max_request_bytes`` (3 MiB).
 
     Calling ``init()`` again while initialised does nothing (a warning if the arguments
     differ); call ``shutdown()`` first to re-initialise. Raises ``ConfigurationError``
@@ -268,9 +272,11 @@ def init(
             timeout_s=settings.timeout_s,
         )
         provider.add_span_processor(processor)
+        if _last_client is not None:  # it may still be on this provider: not its spans
+            _last_client.processor.retire()
         _client = Client(settings, provider, processor, owns)
         if not _atexit_registered:
-            atexit.register(shutdown)
+            atexit.register(_shutdown_at_exit)
             _atexit_registered = True
     logger.debug("phospho: exporting to %s over %s", settings.endpoint, settings.protocol)
 
@@ -470,24 +476,50 @@ def flush(timeout_s: float = 10.0) -> bool:
 
 
 def shutdown(timeout_s: float = 10.0) -> None:
-    """Flush (up to ``timeout_s``) and stop exporting. ``init()`` may be called again
-    afterwards. Also runs at interpreter exit."""
-    global _client, _last_processor
+    """Flush for up to ``timeout_s``, then stop exporting; returns within ``timeout_s``
+    (plus a quarter of a second) even when the collector never answers: a request still
+    in flight is aborted, and what was not sent is counted in ``stats().dropped``.
+    Spans that end afterwards (``log()``, ``task()``, any tracer's) are not exported:
+    they are counted as dropped, with one warning per process. ``init()`` may be called
+    again afterwards.
+
+    Also runs at interpreter exit, with the ``timeout_s`` given to ``init()`` (the
+    export timeout, 10 s by default) as its budget."""
+    global _client, _last_client
     with _lock:
         client, _client = _client, None
+        if client is not None:
+            _last_client = client
     if client is not None:
-        _last_processor = client.processor
         client.processor.shutdown(timeout_s)
+
+
+def forget() -> None:
+    """Shut down and forget the last client too, as if ``init()`` never ran (for
+    ``testing.reset``)."""
+    global _last_client
+    shutdown(0)
+    with _lock:
+        if _last_client is not None:
+            _last_client.processor.retire()
+        _last_client = None
+
+
+def _shutdown_at_exit() -> None:
+    """The atexit hook: ``shutdown()`` within the client's export timeout."""
+    client = _client
+    if client is not None:
+        shutdown(client.settings.timeout_s)
 
 
 def stats() -> ProcessorStats:
     """Counters of the export pipeline since ``init()`` (after ``shutdown()``: its final
-    counters, until the next ``init()``; zeros before any ``init()``)."""
-    client = _client
-    processor = client.processor if client is not None else _last_processor
-    if processor is None:
+    counters, and the spans that ended after it, until the next ``init()``; zeros
+    before any ``init()``)."""
+    client = _client or _last_client
+    if client is None:
         return ProcessorStats(exported=0, dropped=0, failed=0, queued=0, retries=0, truncated=0)
-    return processor.stats()
+    return client.processor.stats()
 
 
 def current_settings() -> Settings | None:

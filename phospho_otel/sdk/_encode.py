@@ -14,12 +14,29 @@ make, through ``_otel_compat.span_fields`` and ``BOUNDED_DICT_FIELD`` (private f
 renames them). It costs a fraction of the stock encoder, which builds a Python protobuf
 object per span, attribute and value.
 
-Thread-safety: the functions are pure; call them from any thread.
+Values nested deeper than ``MAX_VALUE_DEPTH`` arrays/key-value lists (only hand-made
+spans hold nested values) are left out with one warning, where the stock encoder sends
+them and the receiver refuses the whole request.
+
+Text that is not valid Unicode: a Python ``str`` may hold lone surrogates (U+D800 to
+U+DFFF, e.g. from ``surrogateescape`` or a bad UTF-16 decode), which UTF-8 cannot
+encode. Where the stock encoder drops the attribute with a traceback (or the whole span,
+for a name), this one writes the text with each lone surrogate replaced by U+FFFD (a
+well-formed pair written as two code points becomes the character it encodes;
+``repair_text``): attribute keys and values (in arrays and nested values too), span,
+event and scope names, status descriptions, resource attributes, schema URLs. Nothing
+raises, no traceback; one warning per process; ``repairs()`` counts the repaired
+strings (the span processor adds them to ``stats().repaired``). Valid text costs
+nothing more: the repair runs only where encoding raised.
+
+Thread-safety: the functions are pure (but for the per-thread repair counter); call
+them from any thread.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from struct import Struct
 from typing import Any
@@ -29,9 +46,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind
 
+from phospho_otel.sdk._once import warn_once
 from phospho_otel.sdk._otel_compat import BOUNDED_DICT_FIELD, span_fields
 
-__all__ = ["encode_request", "encode_requests", "encode_span"]
+__all__ = ["MAX_VALUE_DEPTH", "encode_request", "encode_requests", "encode_span",
+           "note_repair", "repair_text", "repairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +97,82 @@ def _field(tag: bytes, payload: bytes) -> bytes:
     return tag + (_SMALL_VARINTS[n] if n < 128 else _varint(n)) + payload
 
 
-def _any_value(value: Any) -> bytes:
-    """The body of an ``AnyValue`` message; raises like the stock encoder does."""
+MAX_VALUE_DEPTH = 30
+"""Arrays and key-value lists an attribute value may nest. The aggregator, like any
+receiver parsing with upb or prost, refuses a request whose messages nest more than 100
+levels (``receiver.limits.MAX_DEPTH``); an event attribute 30 key-value lists deep
+takes 96. A value nested deeper (only a hand-made ``ReadableSpan`` can hold one: the
+SDK's attributes are flat) is left out, with one warning, instead of making the whole
+request be refused (the stock encoder sends it; beyond about 1,000 levels it fails
+with a ``RecursionError`` traceback)."""
+
+
+class _TooDeep(ValueError):
+    pass
+
+
+class _Repairs(threading.local):
+    count = 0
+
+
+_repairs = _Repairs()
+
+
+def repair_text(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD; a surrogate pair written as
+    two code points becomes the character it encodes. Valid text comes back equal."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def note_repair(where: str) -> None:
+    """Count one repaired string (on this thread) and warn once per process."""
+    _repairs.count += 1
+    warn_once(logger, "lone-surrogate",
+              "phospho: text that is not valid Unicode (a lone surrogate) in %s; sent with "
+              "U+FFFD in its place (counted in stats().repaired; warned once per process)",
+              where)
+
+
+def repairs() -> int:
+    """Strings repaired so far on the calling thread (see ``note_repair``)."""
+    return _repairs.count
+
+
+def _utf8(text: str, where: str) -> bytes:
+    """UTF-8 of ``text``, repaired if it holds lone surrogates (``repair_text``). For
+    the encode sites off the per-attribute path; that path inlines the first try."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        note_repair(where)
+        return repair_text(text).encode("utf-8")
+
+
+def _warn_too_deep(key: str) -> None:
+    warn_once(logger, "value-too-deep", "phospho: attribute %r nests arrays/key-value lists "
+              "deeper than %d levels; left out of the span (warned once per process)",
+              key, MAX_VALUE_DEPTH)
+
+
+def _repaired_value(value: Any, depth: int = 0) -> Any:
+    """An attribute value with every string in it (in arrays and mappings too, keys
+    included) repaired; raises ``_TooDeep`` as ``_any_value`` would."""
+    if isinstance(value, str):
+        return repair_text(value)
+    if isinstance(value, (bytes, bytearray)):
+        return value
+    if isinstance(value, (Sequence, Mapping)) and depth >= MAX_VALUE_DEPTH:
+        raise _TooDeep
+    if isinstance(value, Sequence):
+        return [_repaired_value(v, depth + 1) for v in value]
+    if isinstance(value, Mapping):
+        return {repair_text(str(k)): _repaired_value(v, depth + 1) for k, v in value.items()}
+    return value
+
+
+def _any_value(value: Any, depth: int = 0) -> bytes:
+    """The body of an ``AnyValue`` message; raises like the stock encoder does, and
+    ``_TooDeep`` for arrays/key-value lists nested deeper than ``MAX_VALUE_DEPTH``."""
     if value is None:
         return b""
     if isinstance(value, bool):
@@ -95,17 +188,25 @@ def _any_value(value: Any) -> bytes:
     if isinstance(value, bytes):
         return _field(b"\x3a", value)
     if isinstance(value, Sequence):
-        return _field(b"\x2a", b"".join([_field(b"\x0a", _any_value(v)) for v in value]))
+        if depth >= MAX_VALUE_DEPTH:
+            raise _TooDeep
+        depth += 1
+        return _field(b"\x2a", b"".join([_field(b"\x0a", _any_value(v, depth))
+                                         for v in value]))
     if isinstance(value, Mapping):
+        if depth >= MAX_VALUE_DEPTH:
+            raise _TooDeep
+        depth += 1
         return _field(
             b"\x32",
-            b"".join([_field(b"\x0a", _key_value(str(k), v)) for k, v in value.items()]),
+            b"".join([_field(b"\x0a", _key_value(str(k), v, depth))
+                      for k, v in value.items()]),
         )
     raise TypeError(f"Invalid type {type(value)} of value {value}")
 
 
-def _key_value(key: str, value: Any) -> bytes:
-    return _field(b"\x0a", key.encode("utf-8")) + _field(b"\x12", _any_value(value))
+def _key_value(key: str, value: Any, depth: int) -> bytes:
+    return _field(b"\x0a", key.encode("utf-8")) + _field(b"\x12", _any_value(value, depth))
 
 
 _KV_CACHE: dict[tuple[Any, ...], bytes] = {}
@@ -150,6 +251,23 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
             else:
                 body = _any_value(value)
             encoded = _field(tag, _key_field(key) + _field(b"\x12", body))
+        except UnicodeEncodeError:  # a lone surrogate in the key or the value: repair
+            fixed = repair_text(key)
+            try:
+                encoded = _field(tag, _field(b"\x0a", fixed.encode("utf-8")) + _field(
+                    b"\x12", _any_value(_repaired_value(value))))
+            except _TooDeep:
+                _warn_too_deep(fixed)
+                continue
+            except Exception as exc:  # not only its text was wrong (as below)
+                logger.exception("Failed to encode key %s: %s", fixed, exc)
+                continue
+            note_repair(f"attribute {fixed!r}")
+            out.append(encoded)
+            continue
+        except _TooDeep:
+            _warn_too_deep(key)
+            continue
         except Exception as exc:
             logger.exception("Failed to encode key %s: %s", key, exc)
             continue
@@ -181,7 +299,11 @@ def encode_span(span: ReadableSpan) -> bytes:
         out.append(parent.span_id.to_bytes(8, "big"))
     name = span.name
     if name:
-        out.append(_field(b"\x2a", name.encode("utf-8")))
+        try:
+            encoded_name = name.encode("utf-8")
+        except UnicodeEncodeError:
+            encoded_name = _utf8(name, "a span name")
+        out.append(_field(b"\x2a", encoded_name))
     out.append(_KIND[span.kind])
     if span.start_time:
         out.append(b"\x39" + _FIXED64.pack(span.start_time))
@@ -196,7 +318,7 @@ def encode_span(span: ReadableSpan) -> bytes:
         if event.timestamp:
             body.append(b"\x09" + _FIXED64.pack(event.timestamp))
         if event.name:
-            body.append(_field(b"\x12", event.name.encode("utf-8")))
+            body.append(_field(b"\x12", _utf8(event.name, "an event name")))
         body.extend(_attributes(b"\x1a", event.attributes))
         if event.dropped_attributes:
             body.append(b"\x20" + _varint(event.dropped_attributes))
@@ -222,7 +344,8 @@ def encode_span(span: ReadableSpan) -> bytes:
     if status is not None:
         body_parts = []
         if status.description:
-            body_parts.append(_field(b"\x12", status.description.encode("utf-8")))
+            body_parts.append(_field(b"\x12", _utf8(status.description,
+                                                      "a status description")))
         code = status.status_code.value
         if code:
             body_parts.append(b"\x18" + _varint(code))
@@ -240,9 +363,9 @@ def _scope(scope: InstrumentationScope | None) -> bytes:
         return _EMPTY_SCOPE
     body = []
     if scope.name:
-        body.append(_field(b"\x0a", scope.name.encode("utf-8")))
+        body.append(_field(b"\x0a", _utf8(scope.name, "an instrumentation scope name")))
     if scope.version:
-        body.append(_field(b"\x12", scope.version.encode("utf-8")))
+        body.append(_field(b"\x12", _utf8(scope.version, "an instrumentation scope version")))
     body.extend(_attributes(b"\x1a", scope.attributes))
     return _field(b"\x0a", b"".join(body))
 
@@ -283,11 +406,11 @@ class _Batch:
             for scope, spans in scopes.items():
                 body = _scope(scope) + b"".join(spans)
                 if scope is not None and scope.schema_url:
-                    body += _field(b"\x1a", scope.schema_url.encode("utf-8"))
+                    body += _field(b"\x1a", _utf8(scope.schema_url, "a schema URL"))
                 scope_spans.append(_field(b"\x12", body))
             body = _field(b"\x0a", _resource(resource)) + b"".join(scope_spans)
             if resource.schema_url:
-                body += _field(b"\x1a", resource.schema_url.encode("utf-8"))
+                body += _field(b"\x1a", _utf8(resource.schema_url, "a schema URL"))
             out.append(_field(b"\x0a", body))
         return b"".join(out)
 

@@ -18,8 +18,18 @@ The JSON rule (``to_json``, also for raw payloads and odd metadata values): pyda
 models via ``model_dump()``, dataclasses via ``asdict``, sets and tuples as lists, bytes
 decoded as UTF-8, enums by value, datetimes/dates/UUIDs/paths as strings, other objects
 by their ``__dict__`` (public fields) or else ``repr()``; non-string keys become strings;
-cycles become ``"<cycle>"``. Non-ASCII text is kept as is. A raw payload given as a
-string that already is JSON text (``raw_json``) is kept as is.
+cycles become ``"<cycle>"`` (``CYCLE``). Non-ASCII text is kept as is. A raw payload given
+as a string that already is JSON text (``raw_json``) is kept as is.
+
+Nesting: JSON text made here is at most ``MAX_DEPTH`` (64) arrays/objects deep. A part
+nested deeper is replaced by the string ``TOO_DEEP`` (one warning per process); a raw
+payload string that is JSON nested deeper is sent as a JSON string holding that text
+(nothing is lost). So ``log()``/``task()`` never raise ``RecursionError`` for a deep or
+cyclic value, and the aggregator's views, which parse these texts, always can (64 is
+far below the depth Python's ``json`` parses inside a server's call stack, about 900).
+
+Text that is not valid Unicode (lone surrogates, e.g. from ``surrogateescape``) is kept
+as is here: the encoder (``_encode``) replaces each with U+FFFD when it writes UTF-8.
 """
 
 from __future__ import annotations
@@ -28,73 +38,131 @@ import dataclasses
 import datetime as _dt
 import enum
 import json
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
+from phospho_otel.sdk._once import warn_once
 from phospho_otel.semconv import MimeTypeValues, PhosphoAttributes
 
-__all__ = ["flatten_metadata", "raw_json", "to_json", "to_text"]
+__all__ = ["CYCLE", "MAX_DEPTH", "TOO_DEEP", "flatten_metadata", "raw_json", "to_json",
+           "to_text"]
+
+logger = logging.getLogger(__name__)
 
 TEXT = MimeTypeValues.TEXT.value
 JSON = MimeTypeValues.JSON.value
 _METADATA_PREFIX = PhosphoAttributes.METADATA_PREFIX
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
-_MAX_DEPTH = 64
+MAX_DEPTH = 64
+"""Arrays/objects nested deeper than this in JSON text made by the SDK are cut."""
+TOO_DEEP = f"<nested deeper than {MAX_DEPTH} levels>"
+"""What a part of a value nested deeper than ``MAX_DEPTH`` becomes."""
+CYCLE = "<cycle>"
+"""What a value becomes where it contains itself."""
+_CONTAINERS = (dict, list, tuple)  # what the C JSON encoder nests
+
+
+def _warn_too_deep() -> None:
+    warn_once(logger, "too-deep", "phospho: a value nested deeper than %d levels was cut; "
+              "its deeper part is sent as %r (warned once per process)", MAX_DEPTH, TOO_DEEP)
+
+
+def _nested_deeper(value: Any, room: int) -> bool:
+    """True if ``value`` (dicts, lists and tuples, as the C JSON encoder accepts them)
+    nests more than ``room`` levels. Recurses at most ``room`` levels."""
+    if room <= 0:
+        return True
+    room -= 1
+    for item in value.values() if isinstance(value, dict) else value:
+        if isinstance(item, _CONTAINERS) and _nested_deeper(item, room):
+            return True
+    return False
+
+
+_SHORT = 2 * MAX_DEPTH + 1
+"""JSON text this short cannot nest deeper than ``MAX_DEPTH`` (that takes more pairs of
+brackets): the check costs one ``len()`` for most values."""
+
+
+def _too_deep(value: Any, text: str) -> bool:
+    """Whether the JSON ``text`` of ``value`` (longer than ``_SHORT``) nests deeper than
+    ``MAX_DEPTH``: only when the text holds more brackets than that (rare) is ``value``
+    walked."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    return isinstance(value, _CONTAINERS) and _nested_deeper(value, MAX_DEPTH)
+
+
+def _ordered(items: set[Any] | frozenset[Any]) -> list[Any]:
+    """A set's items in a stable order (by ``repr``), or as they come if that fails."""
+    try:
+        return sorted(items, key=repr)
+    except Exception:  # a repr() that raises, or recurses too deep
+        return list(items)
 
 
 def _plain(value: Any, depth: int = 0, seen: frozenset[int] = frozenset()) -> Any:
-    """``value`` as JSON-compatible data (dict/list/str/int/float/bool/None)."""
+    """``value`` as JSON-compatible data (dict/list/str/int/float/bool/None), at most
+    ``MAX_DEPTH - depth`` arrays/objects deep (deeper parts become ``TOO_DEEP``), cycles
+    as ``CYCLE``. ``depth``: arrays/objects around ``value``; a conversion (model,
+    dataclass, object, enum) stands where the value stood, at the same depth."""
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
-    if depth > _MAX_DEPTH:
-        return repr(value)
     if id(value) in seen:
-        return "<cycle>"
-    seen = seen | {id(value)}
+        return CYCLE
     if isinstance(value, Mapping):
+        if depth >= MAX_DEPTH:
+            _warn_too_deep()
+            return TOO_DEEP
+        seen = seen | {id(value)}
         return {_key(k): _plain(v, depth + 1, seen) for k, v in value.items()}
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, enum.Enum):
-        return _plain(value.value, depth + 1, seen)
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
         return value.isoformat()
     if isinstance(value, (uuid.UUID, PurePath, _dt.timedelta)):
         return str(value)
+    seen = seen | {id(value)}
+    if isinstance(value, enum.Enum):
+        return _plain(value.value, depth, seen)
     if isinstance(value, (list, tuple, set, frozenset)) or (
         isinstance(value, Sequence) and not isinstance(value, str)
     ):
-        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        if depth >= MAX_DEPTH:
+            _warn_too_deep()
+            return TOO_DEEP
+        items = _ordered(value) if isinstance(value, (set, frozenset)) else value
         return [_plain(v, depth + 1, seen) for v in items]
     dump = getattr(value, "model_dump", None)  # pydantic v2
     if callable(dump):
         try:
-            return _plain(dump(mode="json"), depth + 1, seen)
+            return _plain(dump(mode="json"), depth, seen)
         except Exception:
             pass
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         try:
             fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-            return _plain(fields, depth + 1, seen)
+            return _plain(fields, depth, seen)
         except Exception:
             pass
     as_dict = getattr(value, "dict", None)  # pydantic v1
     if callable(as_dict) and hasattr(value, "__fields__"):
         try:
-            return _plain(as_dict(), depth + 1, seen)
+            return _plain(as_dict(), depth, seen)
         except Exception:
             pass
     attrs = getattr(value, "__dict__", None)
     if isinstance(attrs, dict) and attrs and not isinstance(value, type):
         public = {k: v for k, v in attrs.items() if not k.startswith("_")}
         if public:
-            return _plain(public, depth + 1, seen)
+            return _plain(public, depth, seen)
     try:
         return repr(value)
-    except Exception:
+    except Exception:  # RecursionError included: a repr() that recurses without end
         return f"<{type(value).__name__}>"
 
 
@@ -106,26 +174,38 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=True)
 
 
 def to_json(value: Any) -> str:
-    """JSON text of any value, by the JSON rule in this module's docstring."""
+    """JSON text of any value, by the JSON rule in this module's docstring; at most
+    ``MAX_DEPTH`` deep. Never raises."""
     try:
-        return _ENCODER.encode(value)
-    except (TypeError, ValueError, RecursionError):
+        text = _ENCODER.encode(value)
+    except (TypeError, ValueError, RecursionError):  # odd types, cycles, very deep
         pass
+    else:
+        if len(text) <= _SHORT or not _too_deep(value, text):
+            return text
     try:
         return _ENCODER.encode(_plain(value))
+    except RecursionError:  # the app's own stack was nearly full already
+        _warn_too_deep()
+        return _ENCODER.encode(TOO_DEEP)
     except Exception:  # pragma: no cover - _plain returns JSON-compatible data
-        return json.dumps(repr(value), ensure_ascii=False)
+        return _ENCODER.encode(f"<{type(value).__name__}>")
 
 
 def raw_json(value: Any) -> str:
-    """A raw payload as JSON text: a string that already is JSON text is kept as is
-    (e.g. ``json.dumps(request)``); any other value goes through ``to_json``."""
+    """A raw payload as JSON text: a string that already is JSON text (e.g.
+    ``json.dumps(request)``) is kept as is, unless it nests deeper than ``MAX_DEPTH``
+    (then it is sent as a JSON string holding it); any other value goes through
+    ``to_json``."""
     if isinstance(value, str):
         try:
-            json.loads(value)
-            return value
-        except ValueError:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):  # not JSON, or nested beyond json's reach
             pass
+        else:
+            if len(value) <= _SHORT or not _too_deep(parsed, value):
+                return value
+        return _ENCODER.encode(value)
     return to_json(value)
 
 

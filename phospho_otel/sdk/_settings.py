@@ -298,7 +298,7 @@ class Settings:
         _Name(), OTEL_SERVICE_NAME))
     """``service.name`` of a provider ``init()`` creates."""
     timeout_s: float = field(default=DEFAULT_TIMEOUT_S, metadata=setting(_PositiveFloat()))
-    """Per-request timeout."""
+    """Per-request timeout; also how long the flush at interpreter exit may take."""
     max_queue_size: int = field(default=DEFAULT_MAX_QUEUE_SIZE, metadata=setting(
         _PositiveInt(), PHOSPHO_MAX_QUEUE_SIZE))
     """Spans held for export at most."""

@@ -3,7 +3,10 @@ HTTP/protobuf and classify the outcome (success, retryable, permanent failure).
 
 Transports never raise: every error becomes an ``ExportOutcome``. Retrying, backoff and
 counting belong to the span processor. A transport is used by one thread at a time
-(the processor's export thread).
+(the processor's export thread), except ``abort()``, which another thread (the one
+shutting down) calls to end the request in flight at once: the HTTP transport shuts
+its socket down (connecting or connected), the gRPC one cancels the call. Every export
+after ``abort()`` fails at once.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import gzip
 import http.client
 import logging
+import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import grpc
@@ -50,10 +55,17 @@ class ExportOutcome:
     message: str = ""
 
 
+ABORTED = ExportOutcome(ok=False, message="aborted: the SDK is shutting down")
+"""What ``export`` answers once ``abort()`` was called."""
+
+
 class Transport(Protocol):
     """Sends one serialized ``ExportTraceServiceRequest``; must not raise."""
 
     def export(self, payload: bytes, timeout_s: float) -> ExportOutcome: ...
+
+    def abort(self) -> None:
+        """From any thread: end the request in flight now; later exports fail at once."""
 
     def close(self) -> None: ...
 
@@ -101,6 +113,34 @@ class HttpTransport:
         if self._gzip:
             self._headers["content-encoding"] = "gzip"
         self._conn: http.client.HTTPConnection | None = None
+        self._sock: socket.socket | None = None  # the last socket opened, for abort()
+        self._aborted = threading.Event()  # set by abort(), from another thread
+
+    def _open_socket(self, address: tuple[str, int], timeout: float | None = None,
+                     source_address: tuple[str, int] | None = None,
+                     *args: Any) -> socket.socket:
+        """``socket.create_connection``, but the socket is known (to ``abort()``) before
+        it connects, so that a connection attempt that hangs can be cut short."""
+        host, port = address
+        error: OSError | None = None
+        for family, kind, proto, _, target in socket.getaddrinfo(host, port, 0,
+                                                                 socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
+            self._sock = sock
+            if self._aborted.is_set():
+                sock.close()
+                raise ConnectionAbortedError("the SDK is shutting down")
+            try:
+                sock.settimeout(timeout)
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(target)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            return sock
+        raise error if error is not None else OSError(f"cannot resolve {host!r}")
 
     def _connection(self, timeout_s: float) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -108,6 +148,7 @@ class HttpTransport:
                 self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout_s)
             else:
                 self._conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout_s)
+            self._conn._create_connection = self._open_socket  # type: ignore[attr-defined]
         else:
             self._conn.timeout = timeout_s
             if self._conn.sock is not None:
@@ -117,6 +158,9 @@ class HttpTransport:
     def export(self, payload: bytes, timeout_s: float) -> ExportOutcome:
         body = gzip.compress(payload, compresslevel=1) if self._gzip else payload
         for attempt in (1, 2):
+            if self._aborted.is_set():
+                self.close()
+                return ABORTED
             reused = self._conn is not None
             try:
                 conn = self._connection(timeout_s)
@@ -124,8 +168,13 @@ class HttpTransport:
                 response = conn.getresponse()
                 data = response.read()
                 break
-            except (OSError, http.client.HTTPException) as exc:
+            except Exception as exc:  # OSError, HTTPException; anything after abort()
                 self.close()
+                if self._aborted.is_set():
+                    return ABORTED
+                if not isinstance(exc, (OSError, http.client.HTTPException)):
+                    return ExportOutcome(ok=False, retryable=True,
+                                         message=f"{type(exc).__name__}: {exc}")
                 stale = isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError,
                                          ConnectionResetError))
                 if attempt == 1 and reused and stale:
@@ -147,14 +196,29 @@ class HttpTransport:
             )
         return ExportOutcome(ok=False, message=message)
 
+    def abort(self) -> None:
+        """Shut the socket of the request in flight down (connecting, sending or
+        waiting for the reply: the export thread's call returns at once); every later
+        export fails at once. The export thread closes the socket."""
+        self._aborted.set()
+        conn = self._conn
+        for sock in (getattr(conn, "sock", None), self._sock):  # TLS wraps the socket
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except (OSError, ValueError):  # not connected, or closed already
+                    pass
+
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+        self._sock = None
 
     def after_fork(self) -> None:
         """In a forked child: forget the parent's connection (open a new one)."""
         self._conn = None
+        self._sock = None
 
 
 class GrpcTransport:
@@ -187,16 +251,28 @@ class GrpcTransport:
         )
         self._metadata = tuple(headers.items()) or None
         self._compression = grpc.Compression.Gzip if compression == "gzip" else None
+        self._future: grpc.Future[ExportTraceServiceResponse] | None = None
+        self._aborted = threading.Event()  # set by abort(), from another thread
 
     def export(self, payload: bytes, timeout_s: float) -> ExportOutcome:
+        if self._aborted.is_set():
+            return ABORTED
         try:
-            reply = self._call(
+            future = self._call.future(
                 payload,
                 timeout=timeout_s,
                 metadata=self._metadata,
                 compression=self._compression,
             )
+            self._future = future
+            if self._aborted.is_set():  # abort() ran before the future was visible to it
+                future.cancel()
+            reply = future.result()
+        except grpc.FutureCancelledError:
+            return ABORTED
         except grpc.RpcError as exc:
+            if self._aborted.is_set():
+                return ABORTED
             code = exc.code() if hasattr(exc, "code") else None
             details = exc.details() if hasattr(exc, "details") else str(exc)
             return ExportOutcome(
@@ -205,8 +281,20 @@ class GrpcTransport:
                 message=f"gRPC {getattr(code, 'name', code)}: {details}",
             )
         except Exception as exc:  # never raise into the export loop
+            if self._aborted.is_set():
+                return ABORTED
             return ExportOutcome(ok=False, retryable=True, message=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._future = None
         return _from_reply(reply)
+
+    def abort(self) -> None:
+        """Cancel the call in flight (the export thread's call returns at once); every
+        later export fails at once."""
+        self._aborted.set()
+        future = self._future
+        if future is not None:
+            future.cancel()
 
     def close(self) -> None:
         self._channel.close()

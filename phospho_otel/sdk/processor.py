@@ -12,7 +12,14 @@ the queue's capacity). Counters: ``stats()``.
 
 Nothing raises out of the export thread: a span whose truncated copy cannot be built
 (``_otel_compat.copy_with_attributes``, an SDK change) is exported untruncated, with one
-warning.
+warning; text that is not valid Unicode is repaired by the encoder (``_encode``).
+
+Shutdown (``shutdown(timeout_s)``) returns within ``timeout_s`` plus
+``ABORT_GRACE_S`` whatever the collector does: when the flush has not finished in
+time, the request in flight is aborted (``Transport.abort``) and what was not sent is
+counted as dropped. A span that ends after shutdown (an atexit hook or a daemon thread
+logging at interpreter exit) is not exported: it is counted as dropped, with one
+warning per process naming the cause.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from phospho_otel.sdk import _otel_compat as compat
 from phospho_otel.sdk._context import SCOPE_KEY, Scope, scope_from_baggage
-from phospho_otel.sdk._encode import encode_requests
+from phospho_otel.sdk._encode import encode_requests, note_repair, repair_text, repairs
+from phospho_otel.sdk._once import warn_once
 from phospho_otel.sdk._settings import (
     DEFAULT_MAX_ATTRIBUTE_BYTES,
     DEFAULT_MAX_EXPORT_BATCH_SIZE,
@@ -51,6 +59,9 @@ logger = logging.getLogger(__name__)
 
 _TRUNCATED = PhosphoAttributes.TRUNCATED
 _MAX_BACKOFF_S = 5.0
+ABORT_GRACE_S = 0.25
+"""How long ``shutdown`` waits, past its timeout, for the export thread to see the
+request it aborted end (the thread is a daemon: it is not waited for beyond that)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,9 @@ class ProcessorStats:
     exported: int
     """Spans the receiver accepted."""
     dropped: int
-    """Spans dropped because the queue was full (or left over at shutdown)."""
+    """Spans not exported: the queue was full, they were left over at shutdown (not
+    sent within its timeout, or in a request it aborted), or they ended after
+    shutdown."""
     failed: int
     """Spans the receiver refused (non-retryable error or partial-success rejection)."""
     queued: int
@@ -69,11 +82,20 @@ class ProcessorStats:
     """Export attempts that failed with a retryable error and were retried."""
     truncated: int
     """Spans on which at least one attribute value was truncated."""
+    repaired: int = 0
+    """Strings (attribute keys and values, names) that were not valid Unicode (lone
+    surrogates), sent with U+FFFD in place of each lone surrogate."""
 
 
 def truncate_utf8(value: str, max_bytes: int) -> str:
-    """The longest prefix of ``value`` that takes at most ``max_bytes`` in UTF-8."""
-    return value.encode("utf-8", "surrogatepass")[:max_bytes].decode("utf-8", "ignore")
+    """The longest prefix of ``value`` that takes at most ``max_bytes`` in UTF-8; lone
+    surrogates in it become U+FFFD (``_encode.repair_text``, counted)."""
+    try:
+        data = value.encode("utf-8")
+    except UnicodeEncodeError:
+        note_repair("a truncated attribute value")
+        data = repair_text(value).encode("utf-8")
+    return data[:max_bytes].decode("utf-8", "ignore")
 
 
 def scope_attributes(parent_context: Context | None = None) -> dict[str, Any] | None:
@@ -101,7 +123,8 @@ def _cut_array(value: Sequence[Any], chars: int, max_bytes: int) -> tuple[Any, .
     cut = False
     values = []
     for v in value:
-        if isinstance(v, str) and len(v) > chars and len(v.encode()) > max_bytes:
+        if isinstance(v, str) and len(v) > chars and (
+                len(v.encode("utf-8", "surrogatepass")) > max_bytes):
             v = truncate_utf8(v, max_bytes)
             cut = True
         values.append(v)
@@ -182,12 +205,20 @@ class PhosphoSpanProcessor(SpanProcessor):
         self._failed = 0
         self._retries = 0
         self._truncated = 0
+        self._repaired = 0
         self._dropped = 0
         self._episode_drops = 0
         self._drop_lock = threading.Lock()
         self._inflight = 0
+        # spans taken off the queue, not yet counted as exported/failed/dropped; who
+        # counts them (the export thread, or shutdown once it gave up on that thread)
+        # is decided under _count_lock, by _closed
+        self._unsettled = 0
+        self._count_lock = threading.Lock()
+        self._closed = False
         self._copy_failed = False  # _limit could not copy a span (logged once)
         self._shutdown = False
+        self._retired = False  # a newer init() replaced this processor
         self._stop = threading.Event()  # set at shutdown: the worker finishes and exits
         self._abort = threading.Event()  # set when shutdown gives up: stop retrying
         self._start_worker()
@@ -214,7 +245,9 @@ class PhosphoSpanProcessor(SpanProcessor):
         # parent's to send, so the child starts empty.
         self._queue.clear()
         self._inflight = 0
+        self._unsettled = 0
         self._drop_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         after_fork = getattr(self._transport, "after_fork", None)
         if after_fork is not None:
             after_fork()
@@ -241,11 +274,14 @@ class PhosphoSpanProcessor(SpanProcessor):
             logger.debug("phospho: could not stamp span", exc_info=True)
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Queue the ended span for export; drop it (counted) if the queue is full."""
-        if self._shutdown:
-            return
+        """Queue the ended span for export; drop it (counted) if the queue is full, or
+        if the processor was shut down (one warning per process)."""
         context = span.context
         if context is None or not context.trace_flags.sampled:
+            return
+        if self._shutdown:
+            if not self._retired:
+                self._late(span)
             return
         queue = self._queue
         if len(queue) >= self._max_queue:
@@ -256,6 +292,23 @@ class PhosphoSpanProcessor(SpanProcessor):
         queue.append(span)
         if len(queue) == self._batch:
             self._wake.set()
+
+    def _late(self, span: ReadableSpan) -> None:
+        with self._drop_lock:
+            self._dropped += 1
+        warn_once(
+            logger, "after-shutdown",
+            "phospho: span %r ended after shutdown(): not exported (counted in "
+            "stats().dropped). At interpreter exit this is an atexit hook registered "
+            "before phospho_otel.init(), or a daemon thread, still logging after the SDK "
+            "shut down; log before that, or call phospho_otel.flush() there "
+            "(warned once per process)", span.name,
+        )
+
+    def retire(self) -> None:
+        """A newer ``init()`` replaced this (shut down) processor, which may still be on
+        the provider: spans it sees from now on are not its to count."""
+        self._retired = True
 
     # -- export thread -------------------------------------------------------------
 
@@ -274,18 +327,28 @@ class PhosphoSpanProcessor(SpanProcessor):
                 return
 
     def _take(self) -> list[ReadableSpan]:
-        queue = self._queue
-        n = min(len(queue), self._batch)
-        self._inflight = n  # before popping: force_flush() never sees the spans nowhere
-        return [queue.popleft() for _ in range(n)]
+        with self._count_lock:
+            if self._closed:
+                return []
+            queue = self._queue
+            n = min(len(queue), self._batch)
+            self._inflight = n  # before popping: force_flush() never sees the spans nowhere
+            self._unsettled = n
+            return [queue.popleft() for _ in range(n)]
 
     def _drain(self) -> None:
         while self._queue:
             batch = self._take()
+            if not batch:  # shutdown gave up on this thread
+                return
             self._report_drops()
             try:
                 self._export_batch(batch)
             finally:
+                with self._count_lock:  # spans an unexpected error left uncounted
+                    if self._unsettled and not self._closed:
+                        self._failed += self._unsettled
+                        self._unsettled = 0
                 self._inflight = 0
                 with self._idle:
                     self._idle.notify_all()
@@ -295,36 +358,56 @@ class PhosphoSpanProcessor(SpanProcessor):
             self._idle.notify_all()
 
     def _export_batch(self, batch: list[ReadableSpan]) -> None:
+        repaired = repairs()
         spans = [self._limit(span) for span in batch]
         requests = encode_requests(spans, self._max_request)
+        self._repaired += repairs() - repaired
         skipped = len(spans) - sum(count for _, count in requests)
         if skipped:  # spans the encoder could not encode at all
-            self._failed += skipped
+            self._settle(count=skipped, failed=skipped)
         for payload, count in requests:
             self._send(payload, count)
+
+    def _settle(self, *, count: int, exported: int = 0, failed: int = 0,
+                dropped: int = 0) -> bool:
+        """Count ``count`` spans taken off the queue; False (nothing counted) if
+        shutdown already counted them, having given up on this thread."""
+        with self._count_lock:
+            if self._closed:
+                return False
+            self._unsettled -= count
+            self._exported += exported
+            self._failed += failed
+        if dropped:
+            with self._drop_lock:
+                self._dropped += dropped
+        return True
 
     def _send(self, payload: bytes, count: int) -> None:
         backoff = 0.05
         warned = False
         while True:
+            if self._abort.is_set():  # shutdown gave up: not sent
+                self._settle(count=count, dropped=count)
+                return
             outcome: ExportOutcome = self._transport.export(payload, self._timeout)
             if outcome.ok:
                 rejected = min(outcome.rejected_spans, count)
-                self._exported += count - rejected
+                if not self._settle(count=count, exported=count - rejected, failed=rejected):
+                    return
                 if rejected:
-                    self._failed += rejected
                     logger.warning("phospho: the receiver rejected %d spans: %s",
                                    rejected, outcome.message)
                 if warned:
                     logger.warning("phospho: export works again")
                 return
-            if not outcome.retryable:
-                self._failed += count
-                logger.warning("phospho: export of %d spans failed, not retryable: %s",
-                               count, outcome.message)
+            if self._abort.is_set():  # aborted at shutdown (or failed meanwhile)
+                self._settle(count=count, dropped=count)
                 return
-            if self._abort.is_set():
-                self._failed += count
+            if not outcome.retryable:
+                if self._settle(count=count, failed=count):
+                    logger.warning("phospho: export of %d spans failed, not retryable: %s",
+                                   count, outcome.message)
                 return
             self._retries += 1
             if not warned:
@@ -335,7 +418,7 @@ class PhosphoSpanProcessor(SpanProcessor):
             delay = min(delay, _MAX_BACKOFF_S) * random.uniform(0.8, 1.2)
             backoff = min(backoff * 2, _MAX_BACKOFF_S)
             if self._abort.wait(delay):
-                self._failed += count
+                self._settle(count=count, dropped=count)
                 return
 
     def _report_drops(self) -> None:
@@ -407,6 +490,7 @@ class PhosphoSpanProcessor(SpanProcessor):
             queued=len(self._queue) + self._inflight,
             retries=self._retries,
             truncated=self._truncated,
+            repaired=self._repaired,
         )
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -424,20 +508,34 @@ class PhosphoSpanProcessor(SpanProcessor):
         return True
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
-        """Flush (up to ``timeout_s``), stop the export thread, count what is left as
-        dropped. Idempotent."""
+        """Flush for up to ``timeout_s``, then stop the export thread; return within
+        ``timeout_s + ABORT_GRACE_S`` even if the collector never answers (the request
+        in flight is aborted). What could not be sent is counted as dropped, and so is
+        every span that ends afterwards. Idempotent."""
         if self._shutdown:
             return
-        flushed = self.force_flush(int(timeout_s * 1000))
+        timeout_s = max(0.0, timeout_s)
+        deadline = time.monotonic() + timeout_s
+        self.force_flush(int(timeout_s * 1000))
         self._shutdown = True
-        if not flushed:
-            self._abort.set()
         self._stop.set()
         self._wake.set()
-        self._worker.join(timeout=max(1.0, self._timeout + 1))
-        left = len(self._queue)
-        if left:
+        self._worker.join(max(0.0, deadline - time.monotonic()))
+        if self._worker.is_alive():  # the flush did not finish in time: give up
+            self._abort.set()
+            try:
+                self._transport.abort()
+            except Exception:  # a transport of the app's that fails to abort
+                logger.debug("phospho: transport abort failed", exc_info=True)
+            self._wake.set()
+            self._worker.join(ABORT_GRACE_S)
+        with self._count_lock:
+            self._closed = True  # the export thread, if still running, counts nothing
+            left = len(self._queue) + self._unsettled
             self._queue.clear()
+            self._unsettled = 0
+            self._inflight = 0
+        if left:
             with self._drop_lock:
                 self._dropped += left
                 self._episode_drops += left

@@ -10,6 +10,8 @@ Routes::
 
 With ``settings.token`` set, everything but ``/healthz`` requires
 ``Authorization: Bearer <token>`` and answers 401 (JSON) otherwise (``receiver.auth``).
+Without a token on a loopback address, everything but ``/healthz`` answers only requests
+whose ``Host`` is a loopback name, and 421 (JSON) to others (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from phospho_otel.api.jaeger import jaeger_routes
 from phospho_otel.api.routes import api_routes
 from phospho_otel.api.views import ViewContext
 from phospho_otel.insights import InsightsCache
-from phospho_otel.receiver.auth import BearerAuthMiddleware, BearerToken
+from phospho_otel.receiver.auth import (
+    BearerAuthMiddleware,
+    BearerToken,
+    LoopbackHostMiddleware,
+    is_loopback,
+)
+from phospho_otel.receiver.budget import ByteBudget
 from phospho_otel.receiver.http import otlp_traces_endpoint
 from phospho_otel.server.settings import ServerSettings
 from phospho_otel.store.api import Store
@@ -38,13 +46,19 @@ async def _healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(store: Store, ingestor: Ingestor, settings: ServerSettings) -> Starlette:
-    """The Starlette app serving ``store`` and feeding ``ingestor``; see the module doc."""
+def create_app(store: Store, ingestor: Ingestor, settings: ServerSettings, *,
+               budget: ByteBudget | None = None) -> Starlette:
+    """The Starlette app serving ``store`` and feeding ``ingestor``; see the module doc.
+    ``budget`` bounds the bytes of ingest requests in progress (one of
+    ``settings.max_buffered_bytes`` if not given; the server shares its with gRPC)."""
     views = ViewContext(store, InsightsCache(store, max_age_s=settings.insights_max_age_s),
                         settings.jaeger_ui_url)
+    if budget is None:
+        budget = ByteBudget(settings.max_buffered_bytes)
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz, methods=["GET"]),
-        Route("/v1/traces", otlp_traces_endpoint(ingestor, settings.max_body_bytes),
+        Route("/v1/traces", otlp_traces_endpoint(ingestor, settings.max_body_bytes,
+                                                 budget=budget),
               methods=["POST"]),
         *api_routes(views),
         Mount(settings.jaeger_prefix, routes=jaeger_routes(store)),
@@ -52,6 +66,9 @@ def create_app(store: Store, ingestor: Ingestor, settings: ServerSettings) -> St
     middleware = []
     if settings.token:
         middleware.append(Middleware(BearerAuthMiddleware, token=BearerToken(settings.token),
+                                     render=render_error))
+    elif is_loopback(settings.host):
+        middleware.append(Middleware(LoopbackHostMiddleware, bound=settings.host,
                                      render=render_error))
     return Starlette(routes=routes, middleware=middleware,
                      exception_handlers=exception_handlers)

@@ -21,16 +21,19 @@ from phospho_otel.errors import ConfigurationError
 __all__ = [
     "PHOSPHO_STORE",
     "PHOSPHO_TOKEN",
+    "PHOSPHO_TOKEN_FILE",
     "PHOSPHO_URL",
     "SQLITE_SYNCHRONOUS_LEVELS",
     "ServerSettings",
     "Setting",
+    "read_token_file",
     "settings_markdown",
 ]
 
 PHOSPHO_STORE = "PHOSPHO_STORE"
 PHOSPHO_DB = "PHOSPHO_DB"
 PHOSPHO_TOKEN = "PHOSPHO_TOKEN"
+PHOSPHO_TOKEN_FILE = "PHOSPHO_TOKEN_FILE"
 PHOSPHO_URL = "PHOSPHO_URL"
 """Base URL of a running aggregator, for the CLI's view commands (``--url``)."""
 SQLITE_SYNCHRONOUS_LEVELS = ("FULL", "NORMAL", "EXTRA")
@@ -76,7 +79,12 @@ class ServerSettings:
                               "OTLP/gRPC ingest (0: any free port)", lo=0, hi=65535)
     token: str | None = _setting(
         None, PHOSPHO_TOKEN, "--token", str,
-        "require Authorization: Bearer <token> for ingest and the API", secret=True)
+        "require Authorization: Bearer <token> for ingest and the API (a --token value is "
+        "visible in the process list: prefer --token-file)", secret=True)
+    token_file: str | None = _setting(
+        None, PHOSPHO_TOKEN_FILE, "--token-file", str,
+        "read the token from this file (its content, stripped), which keeps it out of the "
+        "process list; not together with --token")
     max_body_bytes: int = _setting(
         64 * 1024 * 1024, "PHOSPHO_MAX_BODY_BYTES", "--max-body-bytes", int,
         "largest request body accepted, as received and once inflated", lo=1)
@@ -87,6 +95,34 @@ class ServerSettings:
     max_group_spans: int = _setting(
         32_768, "PHOSPHO_MAX_GROUP_SPANS", "--max-group-spans", int,
         "spans written in one store transaction at most", lo=1)
+    max_drain_s: float = _setting(
+        5.0, "PHOSPHO_MAX_DRAIN_S", "--max-drain-s", float,
+        "seconds of write work the pending spans may represent (pending spans / measured "
+        "write rate) beyond which requests get 503 / UNAVAILABLE at once, before their body "
+        "is read when its size is declared; keep it well under the exporters' timeout "
+        "(10 s by default)", lo=0.1, hi=300.0)
+    max_buffered_bytes: int = _setting(
+        128 * 1024 * 1024, "PHOSPHO_MAX_BUFFERED_BYTES", "--max-buffered-bytes", int,
+        "request bytes (as received and once inflated) held at once by all the requests "
+        "being read, decoded or written; beyond, 503 / UNAVAILABLE + Retry-After, before the "
+        "body is read when its size is declared (a request alone is always admitted)", lo=1)
+    header_timeout_s: float = _setting(
+        10.0, "PHOSPHO_HEADER_TIMEOUT_S", "--header-timeout", float,
+        "seconds a client has to send a request's headers, from its connection's opening or "
+        "the first byte after the previous response (then 408 and closed); also the "
+        "gRPC connection handshake's", lo=0.1, hi=3600.0)
+    body_timeout_s: float = _setting(
+        20.0, "PHOSPHO_BODY_TIMEOUT_S", "--body-timeout", float,
+        "seconds a request body may take, plus one per --body-min-rate bytes received "
+        "(then 408 and closed)", lo=0.1, hi=3600.0)
+    body_min_rate: int = _setting(
+        65_536, "PHOSPHO_BODY_MIN_RATE", "--body-min-rate", int,
+        "bytes per second a request body must average once --body-timeout has passed", lo=1)
+    max_connections: int = _setting(
+        1000, "PHOSPHO_MAX_CONNECTIONS", "--max-connections", int,
+        "open HTTP connections at most, and as many gRPC ones (lowered to fit the open-files "
+        "limit, ulimit -n); past it the longest-idle connection is closed to make room, or "
+        "the new one gets 503 when none is idle", lo=1)
     jaeger_prefix: str = _setting("/jaeger", "PHOSPHO_JAEGER_PREFIX", "--jaeger-prefix", str,
                                   "path prefix of the Jaeger-compatible query API")
     jaeger_ui_url: str | None = _setting(
@@ -105,6 +141,19 @@ class ServerSettings:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _check(f.name, setting_of(f), getattr(self, f.name), optional=f.default is None)
+        if self.http_port and self.http_port == self.grpc_port:
+            raise ConfigurationError(
+                f"http_port and grpc_port are both {self.http_port}: the HTTP and gRPC "
+                "servers need different ports (--http-port, --grpc-port)")
+        if self.token_file is not None:
+            # The token read from the file is the token: everything else reads ``token``
+            # (already equal when these settings were copied with ``dataclasses.replace``).
+            token = read_token_file(self.token_file)
+            if self.token is not None and self.token != token:
+                raise ConfigurationError(
+                    "token and token_file are both set: give the token one way (--token-file "
+                    "keeps it out of the process list)")
+            object.__setattr__(self, "token", token)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None,
@@ -123,6 +172,30 @@ class ServerSettings:
         """The settings as a dict, secrets masked (for logs)."""
         return {f.name: "***" if setting_of(f).secret and getattr(self, f.name) else
                 getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def read_token_file(path: str) -> str:
+    """The token held in the file at ``path``: its content, stripped of surrounding
+    whitespace. Raises ``ConfigurationError`` naming the file when it cannot be read, is not
+    UTF-8, or holds nothing but whitespace."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(64 * 1024 + 1)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"token_file: cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > 64 * 1024:
+        raise ConfigurationError(f"token_file: {path} is over 64 KiB: not a token")
+    try:
+        token = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"token_file: {path} is not UTF-8 text") from None
+    if not token:
+        raise ConfigurationError(f"token_file: {path} is empty")
+    if not token.isprintable():
+        raise ConfigurationError(
+            f"token_file: {path} holds a line break or a control character inside its token")
+    return token
 
 
 def setting_of(f: dataclasses.Field[Any]) -> Setting:
@@ -149,7 +222,8 @@ def _check(name: str, s: Setting, value: Any, *, optional: bool) -> None:
             raise ConfigurationError(f"{name}: must not be empty")
         return
     number = float(given)
-    if (s.lo is not None and number < s.lo) or (s.hi is not None and number > s.hi):
+    if number != number or (s.lo is not None and number < s.lo) or (
+            s.hi is not None and number > s.hi):
         raise ConfigurationError(f"{name}: must be in [{s.lo}, {s.hi}], got {value!r}")
 
 

@@ -106,6 +106,22 @@ def parse_go_duration(text: str) -> int:
     return sign * round(total)
 
 
+MAX_NS = 2**63 - 1
+"""The latest time, and the longest duration, a store holds (2262-04-11T23:47:16Z)."""
+
+
+def ns_param(name: str, ns: int, *, low: int = 0) -> int:
+    """``ns`` (a time or duration in ns given as parameter ``name``), or ``BadRequest``
+    when it is outside ``low`` .. ``MAX_NS``."""
+    if ns < low:
+        raise BadRequest(f"parameter '{name}' must not be negative" if low == 0 else
+                         f"parameter '{name}' is out of range")
+    if ns > MAX_NS:
+        raise BadRequest(f"parameter '{name}' is out of range: past 2^63-1 ns "
+                         "(2262-04-11T23:47:16Z)")
+    return ns
+
+
 def parse_trace_id(text: str) -> bytes:
     """A trace id in hex (1 to 32 digits, Jaeger drops leading zeros) as 16 bytes."""
     s = text.strip()
@@ -136,7 +152,7 @@ def _duration_param(request: Request, name: str) -> int | None:
     if raw is None or raw == "":
         return None
     try:
-        return parse_go_duration(raw)
+        return ns_param(name, parse_go_duration(raw))
     except ValueError as exc:
         raise BadRequest(f"cannot parse {name}: {exc}") from None
 
@@ -397,9 +413,11 @@ class JaegerV1:
         tags = _tags_params(request)
         if not service and SESSION_TAG not in tags and USER_TAG not in tags:
             raise BadRequest("parameter 'service' is required")
-        end_us = _int_param(request, "end", None)
-        end_ns = end_us * 1000 if end_us is not None else time.time_ns()
         start_us = _int_param(request, "start", None)
+        end_us = _int_param(request, "end", None)
+        if start_us is not None:
+            ns_param("start", start_us * 1000)
+        end_ns = ns_param("end", end_us * 1000) if end_us is not None else time.time_ns()
         start_ns = start_us * 1000 if start_us is not None else end_ns - DEFAULT_LOOKBACK_NS
         limit = _int_param(request, "limit", DEFAULT_LIMIT) or DEFAULT_LIMIT
         if limit < 0:
@@ -422,12 +440,11 @@ class JaegerV1:
     def _dependencies(self, request: Request) -> Response:
         """GET /api/dependencies?endTs=&lookback= (ms): [{parent, child, callCount}]."""
         end_ms = _int_param(request, "endTs", None)
-        if end_ms is None:
-            end_ms = time.time_ns() // 1_000_000
+        end_ns = (time.time_ns() if end_ms is None
+                  else ns_param("endTs", end_ms * 1_000_000))
         lookback_ms = _int_param(request, "lookback", DEFAULT_DEPENDENCY_LOOKBACK_MS)
         assert lookback_ms is not None
-        if lookback_ms < 0:
-            raise BadRequest("parameter 'lookback' must not be negative")
+        lookback_ns = ns_param("lookback", lookback_ms * 1_000_000)
         with self.store.read() as reader:
-            links = reader.dependencies((end_ms - lookback_ms) * 1_000_000, end_ms * 1_000_000)
+            links = reader.dependencies(end_ns - lookback_ns, end_ns)
         return _envelope([{"parent": p, "child": c, "callCount": n} for p, c, n in links])

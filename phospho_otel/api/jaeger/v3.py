@@ -23,7 +23,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from phospho_otel.api.errors import guarded
-from phospho_otel.api.jaeger.v1 import MAX_LIMIT, parse_go_duration, parse_trace_id
+from phospho_otel.api.jaeger.v1 import (
+    MAX_LIMIT,
+    MAX_NS,
+    ns_param,
+    parse_go_duration,
+    parse_trace_id,
+)
 from phospho_otel.errors import BadRequest, NotFound, ServerError
 from phospho_otel.store.api import (
     MAX_SPANS_PER_SEARCH,
@@ -280,11 +286,11 @@ def _trace_query(request: Request) -> TraceQuery:
     if not min_raw or not max_raw:
         raise BadRequest("query.startTimeMin and query.startTimeMax are required")
     try:
-        start_min = parse_rfc3339_nano(min_raw)
+        start_min = ns_param(min_name, parse_rfc3339_nano(min_raw), low=-MAX_NS - 1)
     except ValueError as exc:
         raise BadRequest(f"malformed parameter {min_name}: {exc}") from None
     try:
-        start_max = parse_rfc3339_nano(max_raw)
+        start_max = ns_param(max_name, parse_rfc3339_nano(max_raw), low=-MAX_NS - 1)
     except ValueError as exc:
         raise BadRequest(f"malformed parameter {max_name}: {exc}") from None
     if start_min >= start_max:
@@ -309,7 +315,7 @@ def _trace_query(request: Request) -> TraceQuery:
         durations[canonical] = None
         if value:
             try:
-                durations[canonical] = parse_go_duration(value)
+                durations[canonical] = ns_param(name, parse_go_duration(value))
             except ValueError as exc:
                 raise BadRequest(f"malformed parameter {name}: {exc}") from None
     d_min, d_max = durations["query.durationMin"], durations["query.durationMax"]

@@ -10,10 +10,23 @@ acknowledge, the default pays the fsync (one per transaction; the aggregator's
 WAL checkpoints run in a background thread (``PASSIVE``, its own connection, without the
 GIL); under sustained writes the writer does a ``RESTART`` past ``max_wal_bytes``
 between two transactions, so that the WAL starts over instead of growing without bound.
+That restart never waits for a reader outside this store (a database browser, an
+``sqlite3`` shell left in a transaction): it gives up at once, keeps what a passive
+checkpoint can do, tries again at most once a second, and says once per episode (a
+warning) that the WAL cannot be reset while that reader holds its snapshot.
 
-At open the file is created or upgraded (``migrations``); ``read_only=True`` opens an
-existing file for reading only (the CLI's ``--db``), upgrading it first if an older
-version made it.
+Locks held by other processes: a write waits at most ``write_timeout_s`` for the file's
+write lock, then raises ``errors.StoreUnavailable`` (retryable); opening waits at most
+``open_timeout_s`` and then raises a one-line ``StoreError`` ("... is locked by another
+process ..."). Within this process nothing contends for the write lock (one writer; the
+background checkpoint is passive), so the short wait costs normal writes nothing.
+
+At open the file is checked before anything is changed (``files.inspect``: not a
+directory, a SQLite database, not damaged, not another application's), then created or
+upgraded (``migrations``); ``read_only=True`` opens an existing file for reading only
+(the CLI's ``--db``), upgrading it first if an older version made it. Every failure to
+open is a one-line ``StoreError`` saying what is wrong and what to do; a failed read or
+write raises ``StoreUnavailable`` or ``StoreError`` (``files.failure``: retryable or not).
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +44,7 @@ from pathlib import Path
 from phospho_otel.errors import StoreClosed, StoreError
 from phospho_otel.model.records import Extraction
 from phospho_otel.store.api import WriteResult
-from phospho_otel.store.sqlite import migrations
+from phospho_otel.store.sqlite import files, migrations
 from phospho_otel.store.sqlite.insights import SQLiteInsights
 from phospho_otel.store.sqlite.traces import SQLiteTraces
 from phospho_otel.store.sqlite.views import SQLiteViews
@@ -39,7 +53,9 @@ from phospho_otel.store.sqlite.writer import SQLiteWriter
 __all__ = [
     "CHECKPOINT_WAL_BYTES",
     "MAX_WAL_BYTES",
+    "OPEN_TIMEOUT_S",
     "SYNCHRONOUS_LEVELS",
+    "WRITE_TIMEOUT_S",
     "SQLiteReader",
     "SQLiteStore",
 ]
@@ -53,6 +69,18 @@ MAX_WAL_BYTES = 8 * CHECKPOINT_WAL_BYTES
 transactions, so that the WAL starts over instead of growing without bound."""
 SYNCHRONOUS_LEVELS = ("FULL", "NORMAL", "EXTRA")
 """SQLite ``synchronous`` levels the store accepts (see the module docstring)."""
+OPEN_TIMEOUT_S = 5.0
+"""Opening waits this long at most for a lock another process holds on the file."""
+WRITE_TIMEOUT_S = 0.25
+"""A write waits this long at most for the write lock another process holds, then raises
+``StoreUnavailable``. Nothing in this process contends for it (measured: no busy write
+over thousands of group writes with the background checkpointer and readers running at
+a zero wait), so this is only the time allowed to another process's short transaction."""
+READ_TIMEOUT_MS = 10_000
+"""Readers' busy timeout (a WAL reader waits only for a recovery or a checkpoint's reset)."""
+WAL_RETRY_S = 1.0
+"""While a reader outside the store holds the WAL, the writer tries to restart it at
+most this often."""
 
 
 class SQLiteReader(SQLiteViews, SQLiteInsights, SQLiteTraces):
@@ -75,6 +103,11 @@ class SQLiteStore:
             instead of inside the writer's commits.
         checkpoint_wal_bytes: WAL size from which the background checkpointer runs.
         max_wal_bytes: WAL size from which the writer restarts the WAL itself.
+        open_timeout_s: longest wait at open for another process's lock.
+        write_timeout_s: longest wait of a write for another process's lock.
+
+    Raises ``StoreError`` (one line: what is wrong, what to do) when the file cannot be
+    opened as a store; nothing is changed in a file it refuses.
     """
 
     def __init__(
@@ -86,6 +119,8 @@ class SQLiteStore:
         background_checkpoint: bool = True,
         checkpoint_wal_bytes: int = CHECKPOINT_WAL_BYTES,
         max_wal_bytes: int = MAX_WAL_BYTES,
+        open_timeout_s: float = OPEN_TIMEOUT_S,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         if synchronous.upper() not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)},"
@@ -107,27 +142,44 @@ class SQLiteStore:
         self._checkpointer: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._writer: SQLiteWriter | None = None
+        self._open_timeout_s = open_timeout_s
+        self._write_timeout_ms = max(0, round(write_timeout_s * 1000))
+        self._reads = 0  # read() blocks open now (``_bound_wal`` tells them from others)
+        self._reads_lock = threading.Lock()
+        self._wal_held_since: float | None = None  # a restart found the WAL held
+        self._wal_warned = False
+        self._next_restart = 0.0
         if read_only:
             self._open_read_only()
             return
-        conn = self._conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, cached_statements=256
-        )
+        existed = os.path.lexists(self.path)
+        files.inspect(self.path, read_only=False, timeout_s=open_timeout_s)
+        conn = None
         try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   cached_statements=256, timeout=open_timeout_s)
+            conn.execute(f"PRAGMA busy_timeout={round(open_timeout_s * 1000)}")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(f"cannot put {self.path} in WAL mode (got {mode})")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute("PRAGMA busy_timeout=10000")
             conn.execute("PRAGMA cache_size=-65536")
             conn.execute("PRAGMA temp_store=MEMORY")
             migrations.migrate(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StoreError(f"cannot open {self.path}: {exc}") from exc
-        except BaseException:
-            conn.close()
+            conn.execute(f"PRAGMA busy_timeout={self._write_timeout_ms}")
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if not existed:  # a file we created and could not make a store: take it back
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    try:
+                        os.unlink(self.path + suffix)
+                    except OSError:
+                        pass
+            if isinstance(exc, sqlite3.Error):
+                raise files.open_failure(exc, self.path) from exc
             raise
+        self._conn = conn
         self._writer = SQLiteWriter(conn)
         if background_checkpoint:
             conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -139,20 +191,24 @@ class SQLiteStore:
 
     def _open_read_only(self) -> None:
         """Check that the file is a store; upgrade it first if an older version made it."""
-        if not Path(self.path).is_file():
-            raise StoreError(f"no database at {self.path}")
+        kind = files.inspect(self.path, read_only=True, timeout_s=self._open_timeout_s)
+        if kind is files.FileKind.NEW:
+            raise StoreError(f"{self.path} holds no store yet (an empty database): give the"
+                             " path of a store a server has written")
         try:
             conn = self._new_reader()
             if migrations.pending(conn):
-                upgrade = sqlite3.connect(self.path, isolation_level=None)
+                upgrade = sqlite3.connect(self.path, isolation_level=None,
+                                          timeout=self._open_timeout_s)
                 try:
-                    upgrade.execute("PRAGMA busy_timeout=10000")
+                    upgrade.execute(
+                        f"PRAGMA busy_timeout={round(self._open_timeout_s * 1000)}")
                     migrations.migrate(upgrade)
                 finally:
                     upgrade.close()
             conn.execute("SELECT 1 FROM counters LIMIT 1").fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot read {self.path}: {exc}") from exc
+            raise files.open_failure(exc, self.path) from exc
         self._readers.put(conn)
 
     # -- reading -----------------------------------------------------------------------
@@ -165,17 +221,30 @@ class SQLiteStore:
         try:
             conn = self._readers.get_nowait()
         except queue.Empty:
-            conn = self._new_reader()
+            try:
+                conn = self._new_reader()
+            except sqlite3.Error as exc:
+                raise files.failure(exc, self.path) from exc
+        with self._reads_lock:
+            self._reads += 1
         try:
             conn.execute("BEGIN")
             yield SQLiteReader(conn)
+        except sqlite3.Error as exc:
+            raise files.failure(exc, self.path) from exc
         finally:
-            if conn.in_transaction:
-                conn.rollback()
-            if self._closed:
+            with self._reads_lock:
+                self._reads -= 1
+            try:
+                if conn.in_transaction:
+                    conn.rollback()
+            except sqlite3.Error:
                 conn.close()
             else:
-                self._readers.put(conn)
+                if self._closed:
+                    conn.close()
+                else:
+                    self._readers.put(conn)
 
     def _new_reader(self) -> sqlite3.Connection:
         if self.read_only:
@@ -184,7 +253,7 @@ class SQLiteStore:
                                    check_same_thread=False)
         else:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute(f"PRAGMA busy_timeout={READ_TIMEOUT_MS}")
         conn.execute("PRAGMA query_only=ON")
         with self._readers_lock:
             self._all_readers.append(conn)
@@ -198,12 +267,17 @@ class SQLiteStore:
 
     def write(self, batch: Sequence[Extraction]) -> list[WriteResult]:
         """Store already extracted requests in one transaction; durable when it returns.
-        All or nothing: on an error nothing is written and the error is raised."""
+        All or nothing: on an error nothing is written and ``StoreUnavailable`` (a lock
+        held by another process, a full disk: retry) or ``StoreError`` (a retry cannot
+        help) is raised."""
         with self._write_lock:
             self._check_open()
             if self._writer is None:
                 raise StoreError(f"{self.path} is open read-only")
-            results = self._writer.write(batch)
+            try:
+                results = self._writer.write(batch)
+            except (sqlite3.Error, OverflowError) as exc:
+                raise files.failure(exc, self.path) from exc
             if self._checkpointer is not None:
                 self._checkpoint_wanted.set()
                 self._bound_wal()
@@ -213,23 +287,63 @@ class SQLiteStore:
         """Under sustained writes a passive checkpoint never reaches the end of the WAL,
         so the WAL never starts over. Past ``max_wal_bytes`` the writer, between two
         transactions, checkpoints it to its end (RESTART; most pages were already copied
-        by the background checkpointer), so that the next transaction starts it over."""
+        by the background checkpointer), so that the next transaction starts it over.
+
+        The restart does not wait for a reader holding an older snapshot: with none of
+        this store's reads open it gives up at once (doing what a passive checkpoint
+        can), with some it waits for them briefly (they are short). While the WAL stays
+        held it is tried at most every ``WAL_RETRY_S``, and when a reader outside the
+        store has held it past that, one warning says so. Never raises: the batch is
+        already durable."""
         try:
             size = os.path.getsize(self.path + "-wal")
         except OSError:
             return
         if size <= self._max_wal_bytes:
             return
-        assert self._conn is not None
-        with self._checkpoint_lock:
-            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-        if busy:
-            logger.warning("WAL of %d bytes not restarted: readers still use it", size)
+        now = time.monotonic()
+        if now < self._next_restart:
+            return
+        conn = self._conn
+        assert conn is not None
+        ours = self._reads > 0
+        try:
+            with self._checkpoint_lock:
+                conn.execute(f"PRAGMA busy_timeout={100 if ours else 0}")
+                try:
+                    busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout={self._write_timeout_ms}")
+        except sqlite3.Error as exc:
+            logger.warning("WAL checkpoint of %s failed: %s", self.path, exc)
+            self._next_restart = now + WAL_RETRY_S
+            return
+        if not busy:
+            if self._wal_warned:
+                logger.info("WAL of %s reset: the reader that held it has finished",
+                            self.path)
+            self._wal_held_since = None
+            self._wal_warned = False
+            self._next_restart = 0.0
+            return
+        if self._wal_held_since is None:
+            self._wal_held_since = now
+        self._next_restart = now + WAL_RETRY_S
+        held_s = now - self._wal_held_since
+        if not ours and not self._reads and not self._wal_warned and held_s >= WAL_RETRY_S:
+            self._wal_warned = True
+            logger.warning(
+                "WAL of %s is %.0f MiB and cannot be reset: a connection outside this"
+                " server (a database browser, an sqlite3 shell left in a transaction?) has"
+                " held a read snapshot for %.0f s or more. Until it ends its transaction"
+                " the WAL grows with every write and its pages cannot all be copied back"
+                " into the database; writes go on.",
+                self.path, size / 2**20, held_s)
 
     def _checkpoint_loop(self) -> None:
         """Copy the WAL back into the database in the background, off the writer's path."""
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA busy_timeout=0")  # PASSIVE never waits anyway
         wal = self.path + "-wal"
         try:
             while not self._closed:

@@ -70,7 +70,9 @@ def pending(conn: sqlite3.Connection) -> list[str]:
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring the file (opened in autocommit mode) to ``schema.DDL``: run the pending
-    migrations, then the DDL, and record what was done."""
+    migrations, then the DDL, record what was done, and mark the file as ours
+    (``schema.APPLICATION_ID``). The caller has checked that the file is ours or new
+    (``files.inspect``)."""
     new_file = not _columns(conn, "sessions")
     if not new_file:
         for name, upgrade in MIGRATIONS:
@@ -87,7 +89,8 @@ def migrate(conn: sqlite3.Connection) -> None:
                     _record(conn, name)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             logger.info("SQLite migration %s applied", name)
     conn.executescript(schema.DDL)
@@ -101,7 +104,10 @@ def migrate(conn: sqlite3.Connection) -> None:
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (str(schema.SCHEMA_VERSION),),
         )
+        if conn.execute("PRAGMA application_id").fetchone()[0] != schema.APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise

@@ -23,11 +23,16 @@ bytes (16 and 8). Files made by an older version are upgraded at open
 
 from __future__ import annotations
 
-__all__ = ["DDL", "FEEDBACK_COLUMNS", "SCHEMA_VERSION"]
+__all__ = ["APPLICATION_ID", "DDL", "FEEDBACK_COLUMNS", "SCHEMA_VERSION"]
 
 FEEDBACK_COLUMNS = ("flag", "flag_time_ns", "notes", "flag_source")
 """The ``tasks`` columns after ``TaskRecord``'s: the task's latest feedback
 (``model.records.TaskFeedback``'s fields)."""
+
+APPLICATION_ID = int.from_bytes(b"PHOS", "big")
+"""``PRAGMA application_id`` of our files (0x50484F53, the bytes "PHOS"): set when a file
+is created or upgraded, so that a store never takes another application's SQLite file for
+its own (``files.inspect``). Files made before it have our tables and no id."""
 
 SCHEMA_VERSION = 2
 """1: the first schema; 2: ``sessions.last_flag`` (migration ``sessions_last_flag``)."""

@@ -294,6 +294,8 @@ class SQLiteWriter:
         """Write the batch in one transaction; all or nothing (on an error it raises and
         nothing is kept). Durable at return per the connection's ``synchronous``."""
         conn = self.conn
+        if conn.in_transaction:  # a rollback that failed before (SQLite may keep it open)
+            conn.execute("ROLLBACK")
         conn.execute("BEGIN IMMEDIATE")
         try:
             counters: dict[str, int] = {}
@@ -301,9 +303,12 @@ class SQLiteWriter:
             _ADD_COUNTERS.run(conn, [(k, v) for k, v in counters.items() if v])
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             self._origin_ids.clear()
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the error being raised says more; the next write retries it
             raise
         return results
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from phospho_otel.aggregator.extract import extract
-from phospho_otel.errors import StoreError
+from phospho_otel.errors import StoreError, StoreUnavailable
 from phospho_otel.store import open_store
 from phospho_otel.store.api import Page, Store, TaskFilter
 from phospho_otel.store.sqlite import SQLiteStore
@@ -186,8 +186,9 @@ class TestFailedWrite:
     ``tests/store_conformance/test_writes.py``)."""
 
     def test_integrity_error_rolls_back_everything(self, tmp_path: Path) -> None:
-        """A batch whose second request breaks a constraint raises SQLite's
-        IntegrityError; the file then holds what a fresh store holds after the retry."""
+        """A batch whose second request breaks a constraint raises ``StoreError`` (a
+        retry cannot help); the file then holds what a fresh store holds after the
+        retry."""
         good = extract(make_request([
             task_span("a", session_id="s", user_id="u"),
             task_span("b", session_id="s", user_id="u", start_ns=BASE_NS + SEC),
@@ -200,8 +201,9 @@ class TestFailedWrite:
         store = SQLiteStore(tmp_path / "retried.db")
         fresh = SQLiteStore(tmp_path / "fresh.db")
         try:
-            with pytest.raises(sqlite3.IntegrityError):
+            with pytest.raises(StoreError, match="NOT NULL constraint failed") as caught:
                 store.write([good, broken])
+            assert not isinstance(caught.value, StoreUnavailable)
             assert dump(store.path)["tasks"] == []
             store.write([good])
             fresh.write([good])
