@@ -181,7 +181,8 @@ def _source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                       "[env PHOSPHO_URL]")(fn)
     fn = click.option("--store", "--db", "store", envvar=[PHOSPHO_STORE, PHOSPHO_DB],
                       default="phospho.db", show_default=True,
-                      help="read this store directly: a SQLite file or sqlite:///PATH "
+                      help="read this store directly: a SQLite file, sqlite:///PATH or "
+                      "clickhouse://HOST:9000/DB "
                       "[env PHOSPHO_STORE, PHOSPHO_DB]")(fn)
     return fn
 

@@ -1,16 +1,26 @@
 """The input conventions the aggregator reads, besides our own: which attribute keys
-carry a span's session id, user id, input and output. One ``Convention`` per peer, in
-``CONVENTIONS``; a new convention is one more entry.
+carry a span's session id, user id, input and output, and what names the convention a
+span comes from. One ``Convention`` per peer, in ``CONVENTIONS``; a new convention is one
+more entry.
 
 Precedence: a span's session id is the first string found going through the conventions
-in order, looking at each one's ``session_keys`` (likewise its user id). Its input is the
-first string among the conventions' text ``input_keys`` in order, then among their
-structured keys (``structured_input_keys``: JSON message arrays, kept as their text);
-its output likewise. The convention that supplied the session id (else the user id)
-names the task's ``convention``.
+in order, looking at each one's ``session_keys`` (likewise its user id). Its input is
+read from the first of, in this order: a flattened message list (any convention's
+``input_message_prefixes``: the last user message's text), then the conventions'
+``input_keys`` in order (a string value; the end user's words are taken out of it by
+``messages.user_text``); its output likewise (``messages.reply_text``). The system
+prompt is the first system message found, else the first of ``system_keys``.
+
+The ``convention`` of a task names the library that produced the span: the first
+convention (in order) one of whose ``marker_keys`` the span carries, else the one whose
+``scope_prefixes`` its instrumentation scope name starts with, else the one its session
+(else user) id came from. Markers come first because a span's attribute families say
+who wrote it even when another library's tracer started it (Traceloop's and Logfire's
+LLM spans also carry ``gen_ai.*``: their own markers are checked before GenAI's).
 
 Our own convention (``phospho_otel.semconv``, ``phospho.span.type`` set on the span)
-always wins and is read separately by ``extract``.
+always wins and is read separately by ``extract``; which foreign spans become tasks is
+``extract``'s rule (documented there).
 """
 
 from __future__ import annotations
@@ -27,29 +37,56 @@ from phospho_otel.semconv import (
 __all__ = [
     "CONVENTIONS",
     "INPUT_KEYS",
+    "INPUT_MESSAGE_PREFIXES",
+    "MARKER_KEYS",
+    "NAME_KEYS",
+    "NOT_TASK",
     "OUTPUT_KEYS",
+    "OUTPUT_MESSAGE_PREFIXES",
+    "READ_PREFIXES",
+    "SCOPE_PREFIXES",
     "SESSION_KEYS",
+    "SYSTEM_KEYS",
     "USER_KEYS",
     "WANTED_KEYS",
     "Convention",
-    "is_foreign_task",
+    "convention_of_scope",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class Convention:
-    """Where one convention puts a span's session, user, input and output."""
+    """Where one convention puts a span's session, user, input and output, and how its
+    spans are recognised."""
 
     name: str
-    """The ``TaskRecord.convention`` of tasks whose ids come from it."""
+    """The ``TaskRecord.convention`` of tasks it produced."""
     session_keys: tuple[str, ...] = ()
     user_keys: tuple[str, ...] = ()
     input_keys: tuple[str, ...] = ()
+    """String attributes holding the input: text, or JSON (message arrays, call records,
+    requests), read by ``messages.user_text``."""
     output_keys: tuple[str, ...] = ()
-    structured_input_keys: tuple[str, ...] = ()
-    """Inputs as structured values (message arrays): used when no text input is found."""
-    structured_output_keys: tuple[str, ...] = ()
+    """String attributes holding the output, read by ``messages.reply_text``."""
+    input_message_prefixes: tuple[str, ...] = ()
+    """Flattened message lists (``<prefix><i>.message.role`` ...), read before the keys."""
+    output_message_prefixes: tuple[str, ...] = ()
+    system_keys: tuple[str, ...] = ()
+    """String attributes holding system instructions (text or parts JSON)."""
+    marker_keys: tuple[str, ...] = ()
+    """Attributes only this convention writes: a span carrying one is of this convention."""
+    scope_prefixes: tuple[str, ...] = ()
+    """Instrumentation scope names of this convention's tracers (prefixes)."""
+    not_task: tuple[tuple[str, str], ...] = ()
+    """``(key, value)`` pairs marking spans that are never tasks (log records sent as
+    zero-duration spans)."""
+    name_key: str | None = None
+    """A string attribute that names the task better than the span name (the rendered
+    message of a message-template span name)."""
 
+
+_LLM_INPUT_MESSAGES = "llm.input_messages."
+_LLM_OUTPUT_MESSAGES = "llm.output_messages."
 
 CONVENTIONS: tuple[Convention, ...] = (
     Convention(
@@ -58,13 +95,17 @@ CONVENTIONS: tuple[Convention, ...] = (
         user_keys=(UserAttributes.USER_ID,),
         input_keys=(IOAttributes.INPUT_VALUE,),
         output_keys=(IOAttributes.OUTPUT_VALUE,),
+        input_message_prefixes=(_LLM_INPUT_MESSAGES,),
+        output_message_prefixes=(_LLM_OUTPUT_MESSAGES,),
+        marker_keys=("openinference.span.kind",),
+        scope_prefixes=("openinference.",),
     ),
     Convention(
-        "gen_ai",  # OpenTelemetry GenAI
-        session_keys=(ForeignAttributes.GEN_AI_CONVERSATION_ID,),
-        user_keys=(ForeignAttributes.ENDUSER_ID,),
-        structured_input_keys=(ForeignAttributes.GEN_AI_INPUT_MESSAGES,),
-        structured_output_keys=(ForeignAttributes.GEN_AI_OUTPUT_MESSAGES,),
+        "logfire",  # its ids come as session.id / user.id (logfire.set_baggage)
+        marker_keys=("logfire.span_type", "logfire.msg_template"),
+        scope_prefixes=("logfire",),
+        not_task=(("logfire.span_type", "log"),),
+        name_key="logfire.msg",
     ),
     Convention(
         "traceloop",  # OpenLLMetry
@@ -72,13 +113,32 @@ CONVENTIONS: tuple[Convention, ...] = (
         user_keys=(ForeignAttributes.TRACELOOP_USER_ID,),
         input_keys=(ForeignAttributes.TRACELOOP_ENTITY_INPUT,),
         output_keys=(ForeignAttributes.TRACELOOP_ENTITY_OUTPUT,),
+        marker_keys=("traceloop.span.kind", "traceloop.workflow.name",
+                     "traceloop.entity.name"),
+        scope_prefixes=("traceloop.",),
     ),
     Convention(
         "langfuse",
         session_keys=(ForeignAttributes.LANGFUSE_SESSION_ID,),
         user_keys=(ForeignAttributes.LANGFUSE_USER_ID,),
-        input_keys=(ForeignAttributes.LANGFUSE_OBSERVATION_INPUT,),
-        output_keys=(ForeignAttributes.LANGFUSE_OBSERVATION_OUTPUT,),
+        input_keys=(ForeignAttributes.LANGFUSE_OBSERVATION_INPUT, "langfuse.trace.input"),
+        output_keys=(ForeignAttributes.LANGFUSE_OBSERVATION_OUTPUT,
+                     "langfuse.trace.output"),
+        marker_keys=("langfuse.observation.type",),
+        scope_prefixes=("langfuse",),
+    ),
+    Convention(
+        "gen_ai",  # OpenTelemetry GenAI (also written by Traceloop and Logfire)
+        session_keys=(ForeignAttributes.GEN_AI_CONVERSATION_ID,),
+        user_keys=(ForeignAttributes.ENDUSER_ID,),
+        input_keys=(ForeignAttributes.GEN_AI_INPUT_MESSAGES,),
+        output_keys=(ForeignAttributes.GEN_AI_OUTPUT_MESSAGES,),
+        input_message_prefixes=("gen_ai.prompt.",),  # the older flattened form
+        output_message_prefixes=("gen_ai.completion.",),
+        system_keys=("gen_ai.system_instructions",),
+        marker_keys=("gen_ai.operation.name",),
+        scope_prefixes=("opentelemetry.instrumentation.openai_v2",
+                        "opentelemetry.util.genai"),
     ),
 )
 """The conventions, in precedence order."""
@@ -90,23 +150,34 @@ SESSION_KEYS: tuple[tuple[str, str], ...] = tuple(
 USER_KEYS: tuple[tuple[str, str], ...] = tuple(
     (key, c.name) for c in CONVENTIONS for key in c.user_keys
 )
-INPUT_KEYS: tuple[str, ...] = tuple(
-    [k for c in CONVENTIONS for k in c.input_keys]
-    + [k for c in CONVENTIONS for k in c.structured_input_keys]
-)
-OUTPUT_KEYS: tuple[str, ...] = tuple(
-    [k for c in CONVENTIONS for k in c.output_keys]
-    + [k for c in CONVENTIONS for k in c.structured_output_keys]
-)
+INPUT_KEYS: tuple[str, ...] = tuple(k for c in CONVENTIONS for k in c.input_keys)
+OUTPUT_KEYS: tuple[str, ...] = tuple(k for c in CONVENTIONS for k in c.output_keys)
+INPUT_MESSAGE_PREFIXES: tuple[str, ...] = tuple(
+    p for c in CONVENTIONS for p in c.input_message_prefixes)
+OUTPUT_MESSAGE_PREFIXES: tuple[str, ...] = tuple(
+    p for c in CONVENTIONS for p in c.output_message_prefixes)
+SYSTEM_KEYS: tuple[str, ...] = tuple(k for c in CONVENTIONS for k in c.system_keys)
+MARKER_KEYS: tuple[tuple[str, str], ...] = tuple(
+    (key, c.name) for c in CONVENTIONS for key in c.marker_keys)
+"""``(key, convention name)`` in precedence order."""
+SCOPE_PREFIXES: tuple[tuple[str, str], ...] = tuple(
+    (prefix, c.name) for c in CONVENTIONS for prefix in c.scope_prefixes)
+NOT_TASK: tuple[tuple[str, str], ...] = tuple(pair for c in CONVENTIONS for pair in c.not_task)
+NAME_KEYS: tuple[str, ...] = tuple(c.name_key for c in CONVENTIONS if c.name_key)
+READ_PREFIXES: tuple[str, ...] = ("phospho.", *INPUT_MESSAGE_PREFIXES,
+                                  *OUTPUT_MESSAGE_PREFIXES)
+"""Key prefixes read from a span besides ``WANTED_KEYS``."""
 WANTED_KEYS: frozenset[str] = frozenset(
     [k for k, _ in SESSION_KEYS] + [k for k, _ in USER_KEYS] + list(INPUT_KEYS)
-    + list(OUTPUT_KEYS)
+    + list(OUTPUT_KEYS) + list(SYSTEM_KEYS) + [k for k, _ in MARKER_KEYS]
+    + [k for k, _ in NOT_TASK] + list(NAME_KEYS)
 )
-"""Every attribute key read from a span besides ``phospho.*``."""
+"""Every attribute key read from a span besides those under ``READ_PREFIXES``."""
 
 
-def is_foreign_task(local_root: bool, has_io: bool) -> bool:
-    """Whether a span of another convention that carries a session id or a user id is a
-    task: when it is the root of its local subtree (no parent, or a remote parent) or it
-    has an input or an output. (A span with neither id is never a task.)"""
-    return local_root or has_io
+def convention_of_scope(scope_name: str) -> str | None:
+    """The convention whose tracers use this instrumentation scope name, if any."""
+    for prefix, name in SCOPE_PREFIXES:
+        if scope_name.startswith(prefix):
+            return name
+    return None

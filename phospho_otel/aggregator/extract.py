@@ -35,13 +35,35 @@ Which spans become tasks and feedback:
 
 * **Other conventions** (no ``phospho.span.type``): the session id, user id, input and
   output are read from the keys of ``aggregator.conventions`` (in its precedence order;
-  only string values count). Such a span becomes a task by
-  ``conventions.is_foreign_task``: when it carries a session id or a user id, **and** it
-  is the root of its local subtree (no parent, or a remote parent per the OTLP span
-  flags) **or** it has an input or an output. Its task id is derived from the span:
-  ``"<trace id hex>-<span id hex>"``, so a foreign task can never collide with one of
-  ours, and ``convention`` names the convention its session (else user) key came from.
-  Foreign tasks have no raw payloads and an empty metadata object.
+  only string values count), the text out of them by ``aggregator.messages``: the
+  input is the end user's own words (the last user message), the output the model's
+  reply text; the payload they came from is kept as ``raw_input`` / ``raw_output`` when
+  it differs from the text, and the system prompt goes to ``metadata.system_prompt``.
+  ``convention`` names the library (``conventions`` module doc), the task name is the
+  convention's ``name_key`` when set (Logfire's rendered message), else the span name.
+  The task id is derived from the span: ``"<trace id hex>-<span id hex>"``, so a foreign
+  task can never collide with one of ours.
+
+  **One task per turn.** A foreign span is a *candidate* when it carries a session or
+  user id and an input or output, and is not marked as a log record
+  (``conventions.NOT_TASK``). A candidate is a task when
+
+  1. it is a *local root*: no parent, or a remote parent (OTLP span flags), or
+  2. its parent, its parent's parent... up to a local root are all in the same request
+     and none of them is a task of ours or a candidate.
+
+  So a candidate under a task or candidate (an LLM span inside ``phospho.task``, an
+  OpenInference CHAIN, a Traceloop ``@workflow``, a Langfuse ``@observe``) is a step of
+  that task, never a task itself; one under plain spans (a web server's span without
+  ids) is the task when its trace arrives in one request. A candidate whose ancestry is
+  not all in its request is not a task: the OTel SDK's batch processor exports children
+  before or with their parent, so when a parent is missing, it arrives later and, if it
+  is a candidate, is the task then. The rule depends only on what one request holds, so
+  re-sending a request is idempotent, and a turn is never counted twice (within a
+  service, a task never has a task or candidate among its ancestors, whatever the split
+  into requests). What
+  it can miss: a candidate under plain spans that arrive in a later request (no task for
+  that turn); across services, each service's local root is its own task.
 
 Session and user ids go on every span row (from whichever convention), so traces can be
 found by session or user, whether or not the span is a task.
@@ -53,7 +75,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -63,11 +85,30 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from phospho_otel.aggregator.conventions import (
     INPUT_KEYS,
+    INPUT_MESSAGE_PREFIXES,
+    MARKER_KEYS,
+    NAME_KEYS,
+    NOT_TASK,
     OUTPUT_KEYS,
+    OUTPUT_MESSAGE_PREFIXES,
+    READ_PREFIXES,
     SESSION_KEYS,
+    SYSTEM_KEYS,
     USER_KEYS,
     WANTED_KEYS,
-    is_foreign_task,
+    convention_of_scope,
+)
+from phospho_otel.aggregator.messages import (
+    ASSISTANT_ROLES,
+    SYSTEM_ROLES,
+    USER_ROLES,
+    first_text,
+    flattened_messages,
+    input_texts,
+    instructions_text,
+    messages_text,
+    reply_text,
+    system_text,
 )
 from phospho_otel.model.records import (
     CONVENTION_PHOSPHO,
@@ -279,11 +320,111 @@ def origin_of(resource_spans: object, scope_spans: object) -> Origin:
     )
 
 
+_IO_KEYS = INPUT_KEYS + OUTPUT_KEYS
+_MESSAGE_PREFIXES = INPUT_MESSAGE_PREFIXES + OUTPUT_MESSAGE_PREFIXES
+
+
+def _has_io(attrs: _Attrs) -> bool:
+    """Whether a span carries an input or an output of some convention."""
+    for key in _IO_KEYS:
+        if type(attrs.get(key)) is str:
+            return True
+    return any(key.startswith(_MESSAGE_PREFIXES) for key in attrs)
+
+
+def _is_not_task(attrs: _Attrs) -> bool:
+    for key, value in NOT_TASK:
+        if attrs.get(key) == value:
+            return True
+    return False
+
+
+def _foreign_input(attrs: _Attrs,
+                   flattened: bool) -> tuple[str | None, str | None, str | None]:
+    """``(input text, raw input, system prompt)`` of a span of another convention
+    (``flattened``: whether it has flattened message attributes)."""
+    raw = _first_string(attrs, INPUT_KEYS)
+    text = system = None
+    if flattened:
+        for prefix in INPUT_MESSAGE_PREFIXES:
+            messages = flattened_messages(attrs, prefix)
+            if messages:
+                text = messages_text(messages, USER_ROLES)
+                system = first_text(messages, SYSTEM_ROLES)
+                break
+    if raw is not None:
+        if text is None:
+            text, raw_system = input_texts(raw)
+            if text is None:
+                text = raw
+            system = system or raw_system
+        elif system is None:
+            system = system_text(raw)
+    if system is None:
+        instructions = _first_string(attrs, SYSTEM_KEYS)
+        if instructions is not None:
+            system = instructions_text(instructions)
+    return text, (raw if raw is not None and raw != text else None), system
+
+
+def _foreign_output(attrs: _Attrs, flattened: bool) -> tuple[str | None, str | None]:
+    """``(output text, raw output)`` of a span of another convention."""
+    raw = _first_string(attrs, OUTPUT_KEYS)
+    text = None
+    for prefix in OUTPUT_MESSAGE_PREFIXES if flattened else ():
+        messages = flattened_messages(attrs, prefix)
+        if messages:
+            text = messages_text(messages, ASSISTANT_ROLES) or messages_text(
+                messages, tuple({m.get("role", "") for m in messages}))
+            break
+    if raw is not None and text is None:
+        text = reply_text(raw)
+        if text is None:
+            text = raw
+    return text, (raw if raw is not None and raw != text else None)
+
+
+def _foreign_convention(attrs: _Attrs, scope_convention: str | None, id_from: str) -> str:
+    for key, name in MARKER_KEYS:
+        if key in attrs:
+            return name
+    return scope_convention or id_from
+
+
+class _ForeignSpan(NamedTuple):
+    """A span of another convention that may be a task (``_Extractor.resolve``)."""
+
+    span: Span
+    attrs: _Attrs
+    trace_id: bytes
+    span_id: bytes
+    session_id: str | None
+    user_id: str | None
+    service: str
+    convention: str
+
+
+def _foreign_task(f: _ForeignSpan) -> TaskRecord:
+    attrs = f.attrs
+    flattened = any(key.startswith(_MESSAGE_PREFIXES) for key in attrs)
+    input_text, raw_input, system_prompt = _foreign_input(attrs, flattened)
+    output_text, raw_output = _foreign_output(attrs, flattened)
+    name = _first_string(attrs, NAME_KEYS) or f.span.name
+    metadata = _JSON.encode({"system_prompt": system_prompt}) if system_prompt else "{}"
+    span = f.span
+    return TaskRecord(
+        foreign_task_id(f.trace_id, f.span_id), f.trace_id, f.span_id, f.session_id,
+        f.user_id, name, f.service, f.convention, input_text, output_text, raw_input,
+        raw_output, metadata, span.start_time_unix_nano, span.end_time_unix_nano,
+        _status(span.status.code),
+    )
+
+
 class _Extractor:
     """Collects one request's records, span by span (``extract``)."""
 
-    __slots__ = ("counters", "feedback", "groups", "problems", "rejected", "span_count",
-                 "tasks")
+    __slots__ = ("counters", "feedback", "groups", "pending", "problems", "rejected",
+                 "span_count", "span_lists", "tasks")
 
     def __init__(self) -> None:
         self.groups: list[tuple[Origin, list[SpanRecord]]] = []
@@ -293,19 +434,25 @@ class _Extractor:
         self.counters: dict[str, int] = {}
         self.span_count = 0
         self.rejected = 0
+        self.span_lists: list[Any] = []
+        self.pending: list[_ForeignSpan] = []
+        """Foreign task candidates with a local parent, resolved once all is read."""
 
     def count(self, name: str, problem: str | None = None) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
         if problem is not None and len(self.problems) < MAX_PROBLEMS:
             self.problems.append(problem)
 
-    def group(self, origin: Origin, spans: Any) -> None:
+    def group(self, origin: Origin, spans: Any, scope_name: str = "") -> None:
         """The spans of one (resource, scope)."""
         rows: list[SpanRecord] = []
         self.groups.append((origin, rows))
+        self.span_lists.append(spans)
         self.span_count += len(spans)
         service = origin.service_name
+        scope_convention = convention_of_scope(scope_name)
         wanted = WANTED_KEYS
+        prefixes = READ_PREFIXES
         # This loop runs once per span: a SpanRecord is made with tuple.__new__, without
         # the NamedTuple's Python-level __new__ (about 0.2 µs less per span, measured).
         new_record = tuple.__new__
@@ -330,7 +477,7 @@ class _Extractor:
             attrs: _Attrs = {}
             for kv in span.attributes:
                 key = kv.key
-                if key in wanted or key.startswith("phospho."):
+                if key in wanted or key.startswith(prefixes):
                     value = kv.value
                     attrs[key] = (
                         value.string_value
@@ -361,18 +508,15 @@ class _Extractor:
                 continue
             if session_id is None and user_id is None:
                 continue  # without ids, not a task: no need to look for its input
-            input_value = _first_string(attrs, INPUT_KEYS)
-            output_value = _first_string(attrs, OUTPUT_KEYS)
-            if not is_foreign_task(
-                not parent or (span.flags & _REMOTE_PARENT) == _REMOTE_PARENT,
-                input_value is not None or output_value is not None,
-            ):
+            if not _has_io(attrs) or _is_not_task(attrs):
                 continue
-            self.tasks.append(TaskRecord(
-                foreign_task_id(trace_id, span_id), trace_id, span_id, session_id, user_id,
-                span.name, service, session_from or user_from, input_value, output_value,
-                None, None, "{}", start_ns, end_ns, _status(span.status.code),
-            ))
+            candidate = _ForeignSpan(
+                span, attrs, trace_id, span_id, session_id, user_id, service,
+                _foreign_convention(attrs, scope_convention, session_from or user_from))
+            if not parent or (span.flags & _REMOTE_PARENT) == _REMOTE_PARENT:
+                self.tasks.append(_foreign_task(candidate))
+            else:
+                self.pending.append(candidate)
 
     def reject_time(self, name: str, start_ns: int, end_ns: int) -> None:
         """Reject a span with a time past ``MAX_TIME_NS``."""
@@ -401,7 +545,34 @@ class _Extractor:
                 kind, counter = "feedback", "feedback_skipped_invalid"
             self.count(counter, f"{kind} span {span.name!r} skipped: {exc}")
 
+    def resolve(self) -> None:
+        """Which pending candidates (foreign spans with a local parent) are tasks: those
+        whose ancestors up to a local root are all in this request and none of them is
+        a task or a candidate (see the module doc)."""
+        parents: dict[tuple[bytes, bytes], bytes] = {}
+        for spans in self.span_lists:
+            for span in spans:
+                local_root = (not span.parent_span_id
+                              or (span.flags & _REMOTE_PARENT) == _REMOTE_PARENT)
+                parents[(span.trace_id, span.span_id)] = (
+                    b"" if local_root else span.parent_span_id)
+        candidates = {(task.trace_id, task.span_id) for task in self.tasks}
+        candidates.update((p.trace_id, p.span_id) for p in self.pending)
+        for pending in self.pending:
+            trace_id = pending.trace_id
+            above = parents[(trace_id, pending.span_id)]
+            for _ in range(len(parents)):  # a cycle of parent ids ends here
+                key = (trace_id, above)
+                if key in candidates or key not in parents:
+                    break
+                above = parents[key]
+                if not above:
+                    self.tasks.append(_foreign_task(pending))
+                    break
+
     def result(self) -> Extraction:
+        if self.pending:
+            self.resolve()
         tasks = self.tasks
         batch_rollup = None
         if tasks and len({task.task_id for task in tasks}) == len(tasks):
@@ -420,5 +591,6 @@ def extract(
     for resource_spans in request.resource_spans:
         for scope_spans in resource_spans.scope_spans:
             if scope_spans.spans:
-                out.group(origin_factory(resource_spans, scope_spans), scope_spans.spans)
+                out.group(origin_factory(resource_spans, scope_spans), scope_spans.spans,
+                          scope_spans.scope.name)
     return out.result()

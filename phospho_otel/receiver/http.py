@@ -44,6 +44,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from phospho_otel.aggregator.ingest import Ingestor, IngestResult
 from phospho_otel.errors import (
@@ -62,7 +63,14 @@ from phospho_otel.receiver.budget import (
 )
 from phospho_otel.receiver.decode import gunzip, parse_json, parse_protobuf
 
-__all__ = ["DECODE_THREADS", "otlp_status_response", "otlp_traces_endpoint"]
+__all__ = [
+    "DECODE_THREADS",
+    "OTLP_PATHS",
+    "OTLPPathMiddleware",
+    "canonical_path",
+    "otlp_status_response",
+    "otlp_traces_endpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +80,38 @@ _PROTOBUF_TYPES = frozenset({PROTOBUF, "application/protobuf"})
 DECODE_THREADS = min(4, os.cpu_count() or 1)
 """Threads inflating, parsing and extracting bodies (decoding mostly holds the GIL: more
 would not decode faster, and each may hold a body inflated up to the size limit)."""
+
+
+OTLP_PATHS = frozenset({"/v1/traces", "/v1/logs"})
+"""The OTLP/HTTP paths ``OTLPPathMiddleware`` routes whatever their slashes."""
+
+
+def canonical_path(path: str) -> str:
+    """``path`` with runs of slashes collapsed and no trailing slash (``//v1/traces/``
+    -> ``/v1/traces``)."""
+    canonical = "/" + "/".join(part for part in path.split("/") if part)
+    return canonical
+
+
+class OTLPPathMiddleware:
+    """ASGI middleware routing ``//v1/traces``, ``/v1/traces/`` (any repeated or trailing
+    slashes) as ``/v1/traces``, and likewise the other ``OTLP_PATHS``: exporters that
+    join a base URL ending in ``/`` with a path starting with one (Langfuse 5 with
+    ``LANGFUSE_OTEL_TRACES_EXPORT_PATH=/v1/traces`` posts to ``//v1/traces``) would
+    otherwise get a 404 and drop their spans. Other paths are left as they are."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str] = OTLP_PATHS) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path not in self.paths and ("//" in path or path.endswith("/")):
+                canonical = canonical_path(path)
+                if canonical in self.paths:
+                    scope = dict(scope, path=canonical, raw_path=canonical.encode())
+        await self.app(scope, receive, send)
 
 
 def otlp_status_response(error: ServerError, protobuf: bool) -> Response:

@@ -11,15 +11,16 @@ are serialised by a lock.
 from __future__ import annotations
 
 import atexit
+import inspect
 import logging
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import Tracer, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, Tracer, TracerProvider
 from opentelemetry.trace import Link, SpanContext, SpanKind
 
 from phospho_otel.errors import ConfigurationError
@@ -179,6 +180,23 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER_NAME)
 
 
+def _add_processor_keeping_others(provider: TracerProvider, processor: SpanProcessor) -> None:
+    """Add ``processor`` to a provider without removing any of the app's: some
+    providers' ``add_span_processor`` drops their own exporting processor unless told not
+    to (Phoenix's ``phoenix.otel.register`` provider, ``replace_default_processor=True`` by
+    default, which would leave the app's Phoenix without spans); when the method takes
+    that keyword, we pass ``False``."""
+    add: Callable[..., None] = provider.add_span_processor
+    try:
+        keywords = set(inspect.signature(add).parameters)
+    except (TypeError, ValueError):  # a builtin or C method: no such keyword
+        keywords = set()
+    if "replace_default_processor" in keywords:
+        add(processor, replace_default_processor=False)
+    else:
+        add(processor)
+
+
 def init(
     *,
     endpoint: str | None = None,
@@ -271,7 +289,7 @@ def init(
             max_request_bytes=settings.max_request_bytes,
             timeout_s=settings.timeout_s,
         )
-        provider.add_span_processor(processor)
+        _add_processor_keeping_others(provider, processor)
         if _last_client is not None:  # it may still be on this provider: not its spans
             _last_client.processor.retire()
         _client = Client(settings, provider, processor, owns)

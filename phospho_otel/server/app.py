@@ -35,7 +35,7 @@ from phospho_otel.receiver.auth import (
     is_loopback,
 )
 from phospho_otel.receiver.budget import ByteBudget
-from phospho_otel.receiver.http import otlp_traces_endpoint
+from phospho_otel.receiver.http import OTLPPathMiddleware, otlp_traces_endpoint
 from phospho_otel.server.settings import ServerSettings
 from phospho_otel.store.api import Store
 
@@ -63,7 +63,7 @@ def create_app(store: Store, ingestor: Ingestor, settings: ServerSettings, *,
         *api_routes(views),
         Mount(settings.jaeger_prefix, routes=jaeger_routes(store)),
     ]
-    middleware = []
+    middleware = [Middleware(OTLPPathMiddleware)]  # //v1/traces is /v1/traces
     if settings.token:
         middleware.append(Middleware(BearerAuthMiddleware, token=BearerToken(settings.token),
                                      render=render_error))

@@ -69,7 +69,8 @@ class ServerSettings:
 
     store: str = _setting(
         "phospho.db", (PHOSPHO_STORE, PHOSPHO_DB), ("--store", "--db"), str,
-        "where to store: a SQLite file path, or sqlite:///PATH")
+        "where to store: a SQLite file path, sqlite:///PATH, or clickhouse://HOST:9000/DB "
+        "(docs/clickhouse.md)")
     host: str = _setting("127.0.0.1", "PHOSPHO_HOST", "--host", str,
                          "address the HTTP and gRPC servers bind to")
     http_port: int = _setting(8318, "PHOSPHO_HTTP_PORT", "--http-port", int,

@@ -72,10 +72,11 @@ class TestForeignConventions:
     def test_child_span_with_io(
         self, session_key: str, user_key: str, input_key: str, output_key: str, convention: str
     ) -> None:
-        """A child span with a session, a user and input/output becomes a task."""
+        """A root span with a session, a user and input/output becomes a task (plain text
+        input and output kept as they are)."""
         rng = random.Random(1)
         span = make_span({session_key: "s", user_key: "u", input_key: "in", output_key: "out"},
-                         parent_span_id=b"\x01" * 8, rng=rng)
+                         rng=rng)
         x = extract(make_request([span]))
         (task,) = x.tasks
         assert task.task_id == foreign_task_id(span.trace_id, span.span_id)
@@ -85,14 +86,18 @@ class TestForeignConventions:
         assert (task.raw_input, task.metadata) == (None, "{}")
 
     def test_root_span_without_io(self) -> None:
-        """A root span with only a session id is a task (no input)."""
-        task = only_task({F.TRACELOOP_SESSION_ID: "s"})
-        assert task is not None
-        assert (task.session_id, task.user_id, task.input) == ("s", None, None)
+        """A root span with only a session id and no input or output is not a task."""
+        assert only_task({F.TRACELOOP_SESSION_ID: "s"}) is None
+
+    def test_child_with_io_and_absent_parent(self) -> None:
+        """A child span with ids and I/O whose parent is not in the request is not a
+        task (its parent, arriving later, may be the turn's task)."""
+        assert only_task({"session.id": "s", "input.value": "i"},
+                         parent_span_id=b"\x03" * 8) is None
 
     def test_remote_parent_is_local_root(self) -> None:
         """A span whose parent is remote is the root of its local subtree."""
-        span = make_span({"user.id": "u"}, parent_span_id=b"\x02" * 8)
+        span = make_span({"user.id": "u", "input.value": "i"}, parent_span_id=b"\x02" * 8)
         span.flags = (SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
                       | SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK)
         assert len(extract(make_request([span])).tasks) == 1
@@ -111,6 +116,6 @@ class TestForeignConventions:
 
     def test_first_key_wins(self) -> None:
         """session.id is preferred over the vendors' keys."""
-        task = only_task({F.LANGFUSE_SESSION_ID: "l", "session.id": "o"})
+        task = only_task({F.LANGFUSE_SESSION_ID: "l", "session.id": "o", "input.value": "i"})
         assert task is not None
         assert (task.session_id, task.convention) == ("o", "openinference")

@@ -112,6 +112,7 @@ class TestDrainBudget:
         refused within 200 ms with a Retry-After; all accepted ones are stored."""
         with slow_receiver(tmp_path, rate=2000) as r:
             assert post(r.url, spans_request(200, "teach")).status_code == 200  # 0.1 s
+            r.writer.rate = 1e-3  # from now on writes wait for ``fast``: no race below
             batch = spans_request(4000, "a")
             with ThreadPoolExecutor(2) as pool:
                 first = pool.submit(post, r.url, batch)
@@ -134,6 +135,7 @@ class TestDrainBudget:
         arrive; its body is never awaited."""
         with slow_receiver(tmp_path, rate=2000) as r:
             assert post(r.url, spans_request(200, "teach")).status_code == 200
+            r.writer.rate = 1e-3  # from now on writes wait for ``fast``
             with ThreadPoolExecutor(1) as pool:
                 # 6 s of work, accepted because nothing else is pending: the queue alone
                 # is now past its budget

@@ -42,8 +42,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from phospho_otel.errors import DecodeError, PayloadTooLarge
 from phospho_otel.receiver import limits
 from phospho_otel.receiver.decode import gunzip, parse_json, parse_protobuf
+from tests.reliability.conftest import LONG
 
-LONG = os.environ.get("PHOSPHO_RELIABILITY_LONG") == "1"
 EXAMPLES = 2000 if LONG else int(os.environ.get("PHOSPHO_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,50 +25,9 @@ from phospho_otel.store.sqlite import SQLiteStore
 from tests.reliability.test_store_locked import write_lock_held
 from tests.support.oracle import write
 from tests.support.otlp import make_request, task_span
+from tests.support.tmpfs import Tmpfs
 
 ROOT = os.geteuid() == 0
-
-
-class Tmpfs:
-    """A tmpfs of ``size`` mounted on a fresh directory (root only), unmounted after."""
-
-    def __init__(self, where: Path, size: str) -> None:
-        self.path = where
-        where.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
-                               str(where)], capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): "
-                        f"{done.stderr.strip()}")
-
-    def read_only(self) -> None:
-        subprocess.run(["mount", "-o", "remount,ro", str(self.path)], check=True)
-
-    def fill(self) -> None:
-        with open(self.path / "filler", "wb") as f:
-            try:
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
-            except OSError:
-                pass
-
-    def unmount(self) -> None:
-        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Tmpfs]]:
-    mounted: list[Tmpfs] = []
-
-    def mount(size: str = "1m") -> Tmpfs:
-        fs = Tmpfs(tmp_path / f"fs{len(mounted)}", size)
-        mounted.append(fs)
-        return fs
-
-    yield mount
-    for fs in mounted:
-        fs.unmount()
 
 
 def _store_file(path: Path) -> Path:

@@ -5,17 +5,12 @@ what it stored through the store API (``tests/support/oracle``)."""
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import grpc
-import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
@@ -23,72 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from phospho_otel.store import open_store
 from phospho_otel.store.api import Store
 from tests.support.oracle import check_store, read_state
-from tests.support.otlp import BASE_NS, feedback_span, make_request, task_span
-
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-LINE = re.compile(r"listening http=127\.0\.0\.1:(\d+) grpc=127\.0\.0\.1:(\d+)")
-TASKS_PER_REQUEST = 40
-
-
-def start_server(db: Path) -> tuple[subprocess.Popen[str], int, int]:
-    """Start ``python -m phospho_otel serve`` on free ports; wait for its ready line."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "phospho_otel", "serve", "--store", str(db),
-         "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("PHOSPHO_")},
-    )
-    assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        match = LINE.search(line)
-        if match:
-            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep draining
-            return proc, int(match.group(1)), int(match.group(2))
-    raise AssertionError(f"server did not start: {''.join(seen)!r}")
-
-
-def task_ids(sender: int, r: int) -> set[str]:
-    return {f"c{sender}-{r}-{t}" for t in range(TASKS_PER_REQUEST)}
-
-
-def requests_for(sender: int, n: int) -> list[ExportTraceServiceRequest]:
-    """n requests of 40 tasks each (sessions spread over requests) plus feedback."""
-    out = []
-    for r in range(n):
-        spans = []
-        for t in range(TASKS_PER_REQUEST):
-            task_id = f"c{sender}-{r}-{t}"
-            spans.append(task_span(
-                task_id, session_id=f"c{sender}-s{(r * 40 + t) % 37}",
-                user_id=f"c-u{t % 7}", input="x" * 200, start_ns=BASE_NS + r * 1000 + t,
-            ))
-            if t % 10 == 0:
-                spans.append(feedback_span(task_id, "success", time_ns=BASE_NS + r))
-        out.append(make_request(spans))
-    return out
-
-
-def send_http(port: int, request: ExportTraceServiceRequest) -> bool:
-    try:
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/traces", content=request.SerializeToString(),
-                       headers={"Content-Type": "application/x-protobuf"}, timeout=10)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200
-
-
-def send_grpc(channel: grpc.Channel, request: ExportTraceServiceRequest) -> bool:
-    # No (de)serializers: the request and the reply are passed through as bytes.
-    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(EXPORT)
-    try:
-        call(request.SerializeToString(), timeout=10)
-    except grpc.RpcError:
-        return False
-    return True
+from tests.support.service import requests_for, send_grpc, send_http, start_server, task_ids
 
 
 def stored_span_count(store: Store, requests: list[ExportTraceServiceRequest]) -> int:
@@ -116,7 +46,8 @@ class TestSigkill:
 
         def run(sender: int) -> None:
             for i, request in enumerate(batches[sender]):
-                ok = send_http(http_port, request) if sender == 0 else send_grpc(channel, request)
+                ok = (send_http(http_port, request) if sender == 0
+                      else send_grpc(channel, request)).ok
                 if not ok:
                     return
                 acked[sender].append(i)
@@ -155,9 +86,9 @@ class TestSigkill:
         try:
             channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
             for request in batches[0]:
-                assert send_http(http_port, request)
+                assert send_http(http_port, request).ok
             for request in batches[1]:
-                assert send_grpc(channel, request)
+                assert send_grpc(channel, request).ok
             channel.close()
         finally:
             proc.send_signal(signal.SIGTERM)

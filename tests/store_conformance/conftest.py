@@ -11,14 +11,22 @@ import pytest
 
 from phospho_otel.store import open_store
 from phospho_otel.store.api import Store
+from tests.support.clickhouse import open_clickhouse_store
 
 
 def _sqlite(directory: Path, name: str) -> Store:
     return open_store(f"sqlite:///{directory / name}.db", synchronous="NORMAL")
 
 
+def _clickhouse(directory: Path, name: str) -> Store:
+    """A database of its own on the test run's ClickHouse server
+    (``tests/support/clickhouse``: fails under CI when no server can start)."""
+    return open_clickhouse_store(f"{directory.name}_{name}")
+
+
 BACKENDS: dict[str, Callable[[Path, str], Store]] = {
     "sqlite": _sqlite,
+    "clickhouse": _clickhouse,
 }
 """Backend name -> opener of an empty store (in ``directory``, under ``name``)."""
 

@@ -1,0 +1,100 @@
+"""The ClickHouse backend's ``InsightReader``: aggregates over the session and user
+rollups merged at read (``rollups``), one query each.
+
+Averages are exact sums divided by counts (integer sums in ClickHouse, the division in
+Python), so that they do not depend on the order ClickHouse sums in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from phospho_otel.store.api import (
+    Ending,
+    SessionFilter,
+    SessionTotals,
+    UserFilter,
+    UserRow,
+    UserTotals,
+)
+from phospho_otel.store.clickhouse.views import (
+    ClickHouseViews,
+    clause,
+    session_conditions,
+    user_conditions,
+    user_row,
+)
+
+__all__ = ["NS_PER_DAY", "ClickHouseInsights"]
+
+NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+def _ratio(total: int, n: int) -> float | None:
+    return total / n if n else None
+
+
+class ClickHouseInsights(ClickHouseViews):
+    """``store.api.InsightReader`` (over the sources of ``ClickHouseViews``)."""
+
+    def session_totals(self, where: SessionFilter) -> SessionTotals:
+        conditions, params = session_conditions(where)
+        ((n, duration, tasks, successes, failures, errors),) = self._rows(
+            "SELECT count(), toInt64(sum(end_ns - start_ns)), toInt64(sum(task_count)),"
+            " toInt64(sum(success_count)), toInt64(sum(failure_count)),"
+            f" toInt64(sum(error_count)) FROM ({self.sessions()}){clause(conditions)}", params)
+        return SessionTotals(n, tasks, _ratio(duration, n), _ratio(tasks, n), successes,
+                             failures, errors)
+
+    def session_lengths(self, where: SessionFilter) -> list[tuple[int, int]]:
+        conditions, params = session_conditions(where)
+        return [(int(length), int(count)) for length, count in self._rows(
+            f"SELECT task_count, count() FROM ({self.sessions()}){clause(conditions)}"
+            " GROUP BY task_count ORDER BY task_count", params)]
+
+    def session_durations_at(self, where: SessionFilter, ranks: Sequence[int]) -> list[int]:
+        if not ranks:
+            return []
+        conditions, params = session_conditions(where)
+        lo, hi = min(ranks), max(ranks)
+        values = [int(v) for (v,) in self._rows(
+            f"SELECT end_ns - start_ns AS d FROM ({self.sessions()}){clause(conditions)}"
+            f" ORDER BY d LIMIT {int(lo)}, {int(hi - lo + 1)}", params)]
+        return [values[r - lo] for r in ranks if r - lo < len(values)]
+
+    def sessions_per_day(self, where: SessionFilter) -> list[tuple[int, int]]:
+        conditions, params = session_conditions(where)
+        day = (f"intDiv(start_ns, {NS_PER_DAY}) - if(modulo(start_ns, {NS_PER_DAY}) < 0, 1, 0)")
+        return [(int(d), int(n)) for d, n in self._rows(
+            f"SELECT {day} AS day, count() FROM ({self.sessions()}){clause(conditions)}"
+            " GROUP BY day ORDER BY day", params)]
+
+    def session_endings(self, where: SessionFilter) -> list[Ending]:
+        conditions, params = session_conditions(where)
+        return [Ending(flag, status, input_, int(n)) for flag, status, input_, n in self._rows(
+            f"SELECT last_flag, last_status, last_input, count() FROM ({self.sessions()})"
+            f"{clause(conditions)} GROUP BY last_flag, last_status, last_input", params)]
+
+    def user_totals(self, where: UserFilter) -> UserTotals:
+        conditions, params = user_conditions(where)
+        ((n, tasks, sessions, successes, failures),) = self._rows(
+            "SELECT count(), toInt64(sum(task_count)), toInt64(sum(session_count)),"
+            " toInt64(sum(success_count)), toInt64(sum(failure_count))"
+            f" FROM ({self._users_for(where)}){clause(conditions)}", params)
+        return UserTotals(n, _ratio(tasks, n), _ratio(sessions, n), successes, failures)
+
+    def user_task_counts(self, where: UserFilter) -> list[int]:
+        conditions, params = user_conditions(where)
+        return [int(c) for (c,) in self._rows(
+            f"SELECT task_count FROM ({self._users_for(where)}){clause(conditions)}"
+            " ORDER BY task_count", params)]
+
+    def top_users(self, where: UserFilter, limit: int) -> list[UserRow]:
+        conditions, params = user_conditions(where)
+        rows = self._rows(
+            f"SELECT * FROM ({self._users_for(where)}){clause(conditions)}"
+            f" ORDER BY task_count DESC, user_id LIMIT {int(limit)}", params)
+        return [user_row(r) for r in rows]
+
+    def _users_for(self, where: UserFilter) -> str:
+        return self.users("user_id" if where.user_id is not None else None)

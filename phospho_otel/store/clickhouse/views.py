@@ -1,0 +1,309 @@
+"""The ClickHouse backend's ``ViewReader``: sessions, users and tasks by id and as pages,
+read from the rollups merged at read (``rollups``).
+
+One session's or user's reads only touch its tasks (found through ``task_keys``); lists
+aggregate every task of the snapshot, then sort and page (keyset cursor: the last row's
+sort value and id). A task's ``position`` is its 1-based rank in its session by
+``(start_ns, task_id)``, computed from the session's tasks, one query per page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from clickhouse_driver import Client
+
+from phospho_otel.errors import BadRequest
+from phospho_otel.model.records import TaskFeedback, TaskRecord
+from phospho_otel.model.rollup import SessionRollup, UserRollup
+from phospho_otel.store.api import (
+    SESSION_SORTS,
+    TASK_SORTS,
+    USER_SORTS,
+    Listing,
+    Page,
+    SessionFilter,
+    TaskFilter,
+    TaskRow,
+    UserFilter,
+    UserRow,
+)
+from phospho_otel.store.clickhouse.rollups import (
+    TASK_COLUMNS,
+    sessions_sql,
+    tasks_sql,
+    users_sql,
+)
+
+__all__ = ["ClickHouseViews", "session_conditions", "user_conditions", "user_row"]
+
+_SESSION_SORT_SQL = {
+    "start_time": "start_ns",
+    "end_time": "end_ns",
+    "task_count": "task_count",
+    "duration_s": "(end_ns - start_ns)",
+    "session_id": "session_id",
+}
+_USER_SORT_SQL = {
+    "last_seen": "last_seen_ns",
+    "first_seen": "first_seen_ns",
+    "task_count": "task_count",
+    "session_count": "session_count",
+    "user_id": "user_id",
+}
+_TASK_SORT_SQL = {"start_time": "start_ns"}
+assert tuple(_SESSION_SORT_SQL) == SESSION_SORTS and tuple(_USER_SORT_SQL) == USER_SORTS
+assert tuple(_TASK_SORT_SQL) == TASK_SORTS
+
+_RECORD = len(TaskRecord._fields)
+_USER_FIELDS = len(UserRollup._fields)
+
+
+def _task(row: Sequence[Any], position: int | None, is_last: bool | None) -> TaskRow:
+    flag = row[_RECORD:_RECORD + 4]
+    record = list(row[:_RECORD])
+    record[1] = bytes.fromhex(record[1])
+    record[2] = bytes.fromhex(record[2])
+    return TaskRow(TaskRecord._make(record),
+                   None if flag[0] is None else TaskFeedback._make(flag), position, is_last)
+
+
+def user_row(row: Sequence[Any]) -> UserRow:
+    """A ``users_sql`` row as a ``UserRow`` (averages over the sessions owned)."""
+    rollup = UserRollup._make(row[:_USER_FIELDS])
+    duration, tasks = row[_USER_FIELDS:_USER_FIELDS + 2]
+    owned = rollup.session_count
+    if not owned:
+        return UserRow(rollup, None, None)
+    return UserRow(rollup, duration / owned, tasks / owned)
+
+
+def _time(column: str, from_ns: int | None, to_ns: int | None, where: list[str],
+          params: dict[str, Any]) -> None:
+    if from_ns is not None:
+        where.append(f"{column} >= %(from_ns)s")
+        params["from_ns"] = from_ns
+    if to_ns is not None:
+        where.append(f"{column} < %(to_ns)s")
+        params["to_ns"] = to_ns
+
+
+def session_conditions(f: SessionFilter) -> tuple[list[str], dict[str, Any]]:
+    """Conditions (on ``sessions_sql``'s columns) and parameters of a session filter."""
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if f.user_id is not None:
+        where.append("user_id = %(user_id)s")
+        params["user_id"] = f.user_id
+    _time("start_ns", f.from_ns, f.to_ns, where, params)
+    return where, params
+
+
+def user_conditions(f: UserFilter) -> tuple[list[str], dict[str, Any]]:
+    """Conditions of a user filter: active in the range means last seen at or after
+    ``from``, first seen before ``to``."""
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if f.user_id is not None:
+        where.append("user_id = %(user_id)s")
+        params["user_id"] = f.user_id
+    if f.from_ns is not None:
+        where.append("last_seen_ns >= %(from_ns)s")
+        params["from_ns"] = f.from_ns
+    if f.to_ns is not None:
+        where.append("first_seen_ns < %(to_ns)s")
+        params["to_ns"] = f.to_ns
+    return where, params
+
+
+def clause(where: Sequence[str]) -> str:
+    return (" WHERE " + " AND ".join(where)) if where else ""
+
+
+class ClickHouseViews:
+    """``store.api.ViewReader`` over ``self.client`` at snapshot ``self.visible`` (set by
+    ``ClickHouseReader``)."""
+
+    client: Client
+    db: str
+    visible: str
+    version: float
+
+    def data_version(self) -> float:
+        return self.version
+
+    # -- sources -------------------------------------------------------------------------
+
+    def _keyed(self, key: str, param: str) -> str:
+        """A ``task_filter``: the tasks that ever had this session or user id."""
+        return (f"task_id IN (SELECT task_id FROM {self.db}.task_keys WHERE key = '{key}'"
+                f" AND value = %({param})s)")
+
+    def sessions(self, task_filter: str = "") -> str:
+        return sessions_sql(self.db, self.visible, task_filter)
+
+    def users(self, user_param: str | None = None) -> str:
+        """Every user's rollup, or (``user_param``: the parameter holding a user id) one."""
+        if user_param is None:
+            return users_sql(self.db, self.visible)
+        sessions_of_user = (
+            f"task_id IN (SELECT task_id FROM {self.db}.task_keys WHERE key = 'session' AND"
+            f" value IN (SELECT value FROM {self.db}.task_keys WHERE key = 'session' AND"
+            f" {self._keyed('user', user_param)}))")
+        return users_sql(self.db, self.visible, self._keyed("user", user_param),
+                         sessions_of_user)
+
+    def _rows(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+        return list(self.client.execute(sql, params or {}))
+
+    # -- shared ------------------------------------------------------------------------
+
+    def _page(self, *, source: str, id_column: str, sorts: dict[str, str], where: list[str],
+              params: dict[str, Any], page: Page) -> tuple[list[Any], Any]:
+        """Rows of one page (the sort value last), and the next page's cursor."""
+        expr = sorts.get(page.sort)
+        if expr is None:
+            raise BadRequest(f"sort: must be one of {', '.join(sorts)}, got {page.sort!r}")
+        direction = "DESC" if page.descending else "ASC"
+        where = list(where)
+        params = dict(params)
+        offset = page.offset
+        if page.cursor is not None:
+            value, row_id = page.cursor
+            op = "<" if page.descending else ">"
+            params["cursor_id"] = row_id
+            if expr == id_column:
+                where.append(f"{id_column} {op} %(cursor_id)s")
+            else:
+                params["cursor_value"] = value
+                where.append(f"({expr}, {id_column}) {op} (%(cursor_value)s, %(cursor_id)s)")
+            offset = 0
+        order = f"{expr} {direction}"
+        if expr != id_column:
+            order += f", {id_column} {direction}"
+        rows = self._rows(
+            f"SELECT *, {expr} AS _sort FROM ({source}){clause(where)} ORDER BY {order}"
+            f" LIMIT {int(offset)}, {int(page.limit) + 1}", params)
+        next_cursor = None
+        if len(rows) > page.limit:
+            rows = rows[: page.limit]
+            next_cursor = (rows[-1][-1], rows[-1][0])
+        return [row[:-1] for row in rows], next_cursor
+
+    def _count(self, source: str, where: list[str], params: dict[str, Any]) -> int:
+        return int(self._rows(f"SELECT count() FROM ({source}){clause(where)}", params)[0][0])
+
+    # -- tasks -------------------------------------------------------------------------
+
+    def _positioned(self, rows: Sequence[Sequence[Any]]) -> list[TaskRow]:
+        """Tasks with their 1-based rank in their session and whether it is the last."""
+        tasks = [_task(r, None, None) for r in rows]
+        sessions = sorted({t.task.session_id for t in tasks if t.task.session_id is not None})
+        ranks: dict[str, tuple[int, bool]] = {}
+        if sessions:
+            in_sessions = (f"task_id IN (SELECT task_id FROM {self.db}.task_keys"
+                           " WHERE key = 'session' AND value IN %(sessions)s)")
+            members = self._rows(
+                f"SELECT session_id, task_id FROM ({tasks_sql(self.db, self.visible, in_sessions)})"
+                " WHERE session_id IN %(sessions)s ORDER BY session_id, start_ns, task_id",
+                {"sessions": tuple(sessions)})
+            counts: dict[str, int] = {}
+            for session_id, _ in members:
+                counts[session_id] = counts.get(session_id, 0) + 1
+            position: dict[str, int] = {}
+            for session_id, task_id in members:
+                n = position[session_id] = position.get(session_id, 0) + 1
+                ranks[task_id] = (n, n == counts[session_id])
+        out = []
+        for t in tasks:
+            if t.task.session_id is None:
+                out.append(t)
+            else:
+                n, last = ranks[t.task.task_id]
+                out.append(t._replace(position=n, is_last=last))
+        return out
+
+    def get_task(self, task_id: str) -> TaskRow | None:
+        rows = self._rows(f"SELECT * FROM ({tasks_sql(self.db, self.visible, 'task_id = %(id)s')})",
+                          {"id": task_id})
+        return self._positioned(rows)[0] if rows else None
+
+    def list_tasks(self, where: TaskFilter, page: Page, *,
+                   with_total: bool = True) -> Listing[TaskRow]:
+        conditions: list[str] = []
+        params: dict[str, Any] = {}
+        task_filter = ""
+        if where.user_id is not None:
+            conditions.append("user_id = %(user_id)s")
+            params["user_id"] = where.user_id
+            task_filter = self._keyed("user", "user_id")
+        if where.session_id is not None:
+            conditions.append("session_id = %(session_id)s")
+            params["session_id"] = where.session_id
+            task_filter = self._keyed("session", "session_id")
+        _time("start_ns", where.from_ns, where.to_ns, conditions, params)
+        source = tasks_sql(self.db, self.visible, task_filter)
+        rows, next_cursor = self._page(source=source, id_column="task_id", sorts=_TASK_SORT_SQL,
+                                       where=conditions, params=params, page=page)
+        total = self._count(source, conditions, params) if with_total else None
+        return Listing(self._positioned(rows), total, next_cursor)
+
+    def session_tasks(self, session_id: str, limit: int, offset: int = 0) -> list[TaskRow]:
+        rows = self._rows(
+            f"SELECT * FROM ({tasks_sql(self.db, self.visible, self._keyed('session', 'sid'))})"
+            " WHERE session_id = %(sid)s ORDER BY start_ns, task_id", {"sid": session_id})
+        total = len(rows)
+        return [_task(r, i + 1, i + 1 == total)
+                for i, r in enumerate(rows) if offset <= i < offset + limit]
+
+    def user_tasks(self, user_id: str, limit: int) -> list[TaskRow]:
+        rows = self._rows(
+            f"SELECT * FROM ({tasks_sql(self.db, self.visible, self._keyed('user', 'uid'))})"
+            f" WHERE user_id = %(uid)s ORDER BY start_ns DESC, task_id DESC LIMIT {int(limit)}",
+            {"uid": user_id})
+        return self._positioned(rows)
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def list_sessions(self, where: SessionFilter, page: Page) -> Listing[SessionRollup]:
+        conditions, params = session_conditions(where)
+        source = self.sessions()
+        rows, next_cursor = self._page(source=source, id_column="session_id",
+                                       sorts=_SESSION_SORT_SQL, where=conditions,
+                                       params=params, page=page)
+        return Listing([SessionRollup._make(r) for r in rows],
+                       self._count(source, conditions, params), next_cursor)
+
+    def get_session(self, session_id: str) -> SessionRollup | None:
+        rows = self._rows(f"SELECT * FROM ({self.sessions(self._keyed('session', 'sid'))})"
+                          " WHERE session_id = %(sid)s", {"sid": session_id})
+        return SessionRollup._make(rows[0]) if rows else None
+
+    def user_sessions(self, user_id: str, limit: int) -> list[SessionRollup]:
+        sessions_of_user = (
+            f"task_id IN (SELECT task_id FROM {self.db}.task_keys WHERE key = 'session' AND"
+            f" value IN (SELECT value FROM {self.db}.task_keys WHERE key = 'session' AND"
+            f" {self._keyed('user', 'uid')}))")
+        rows = self._rows(
+            f"SELECT * FROM ({self.sessions(sessions_of_user)}) WHERE user_id = %(uid)s"
+            f" ORDER BY start_ns DESC, session_id DESC LIMIT {int(limit)}", {"uid": user_id})
+        return [SessionRollup._make(r) for r in rows]
+
+    # -- users -------------------------------------------------------------------------
+
+    def list_users(self, where: UserFilter, page: Page) -> Listing[UserRow]:
+        conditions, params = user_conditions(where)
+        source = self.users("user_id" if where.user_id is not None else None)
+        rows, next_cursor = self._page(source=source, id_column="user_id", sorts=_USER_SORT_SQL,
+                                       where=conditions, params=params, page=page)
+        return Listing([user_row(r) for r in rows], self._count(source, conditions, params),
+                       next_cursor)
+
+    def get_user(self, user_id: str) -> UserRow | None:
+        rows = self._rows(f"SELECT * FROM ({self.users('uid')}) WHERE user_id = %(uid)s",
+                          {"uid": user_id})
+        return user_row(rows[0]) if rows else None
+
+
+assert TASK_COLUMNS[:_RECORD] == TaskRecord._fields

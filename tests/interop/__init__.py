@@ -1,0 +1,1 @@
+"""Real instrumentation libraries from PyPI against a live aggregator (see harness.py)."""

@@ -1,0 +1,1 @@
+"""The apps the interop tests run, one per library, each in its own process."""
