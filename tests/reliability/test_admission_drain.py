@@ -38,8 +38,10 @@ from tests.support.otlp import make_request, make_span
 from tests.support.servers import serve_asgi
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
-PROMPT_S = 0.2
-"""A refusal comes within this."""
+PROMPT_S = 1.0
+"""A refusal comes within this: a tenth of the exporters' 10 s timeout (it takes ~0.05 s
+here; a busy 2-core machine has taken 0.23 s). On main these requests waited for the
+writer or for their bodies, until the client gave up."""
 
 
 class SlowWriter:
@@ -109,7 +111,7 @@ class TestDrainBudget:
 
     def test_prompt_503_past_the_budget(self, tmp_path: Path) -> None:
         """At 2,000 spans/s, 8,000 pending spans (4 s) are accepted; 4,000 more (6 s) are
-        refused within 200 ms with a Retry-After; all accepted ones are stored."""
+        refused within PROMPT_S with a Retry-After; all accepted ones are stored."""
         with slow_receiver(tmp_path, rate=2000) as r:
             assert post(r.url, spans_request(200, "teach")).status_code == 200  # 0.1 s
             r.writer.rate = 1e-3  # from now on writes wait for ``fast``: no race below

@@ -204,7 +204,7 @@ class TestConnectionLimit:
             started = time.monotonic()
             r = httpx.get(f"{server.http_url}/api/sessions", timeout=PATIENCE_S)
             assert r.status_code == 200
-            assert time.monotonic() - started < 0.4
+            assert time.monotonic() - started < 2.0
             assert server.http_port is not None
             closed = 0
             for sock in idle:

@@ -27,7 +27,7 @@ class TestManyConcurrentExports:
 
     def test_refusals_are_unavailable_with_retry_info(self, tmp_path: Path) -> None:
         """Those admitted wait for the writer and are stored once it goes on; every other
-        one is UNAVAILABLE + RetryInfo within a second; retried, all are stored."""
+        one is UNAVAILABLE + RetryInfo within 2 s; retried, all are stored."""
         with running_receiver(tmp_path / "g.db") as receiver:
             receiver.gate.close()
             channels = [grpc.insecure_channel(receiver.grpc_target) for _ in range(CHANNELS)]
@@ -66,7 +66,7 @@ class TestManyConcurrentExports:
                 assert code == "UNAVAILABLE", (i, code)
                 assert retry_info is not None, i
                 assert RetryInfo.FromString(retry_info).retry_delay.seconds >= 1
-                assert elapsed < 1.0, (i, elapsed)
+                assert elapsed < 2.0, (i, elapsed)
             for i in refused:  # the collector's retry, once the writer is back
                 calls[i % CHANNELS](requests[i], timeout=30)
             for c in channels:
