@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.sdk_env import clean_sdk
 from tests.support.tmpfs import Tmpfs
+
+__all__ = ["LONG", "clean_sdk", "tmpfs"]
 
 LONG = os.environ.get("PHOSPHO_RELIABILITY_LONG") == "1"
 """The long mode (see the module docstring)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import SpanContext, TraceFlags
 
 import phospho_otel as phospho
-from phospho_otel.sdk import testing
 from phospho_otel.sdk._encode import MAX_VALUE_DEPTH
 from phospho_otel.sdk._serialize import CYCLE, MAX_DEPTH, TOO_DEEP
 from phospho_otel.sdk.exporter import make_transport
@@ -27,14 +25,7 @@ from phospho_otel.semconv import SEMCONV_VERSION
 from phospho_otel.server import AggregatorServer, ServerSettings
 from tests.sdk.otlp_sink import CapturedSpan, OtlpSink
 
-
-@pytest.fixture(autouse=True)
-def clean_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith(("OTEL_", "PHOSPHO_")):
-            monkeypatch.delenv(name)
-    yield
-    testing.reset()
+pytestmark = pytest.mark.usefixtures("clean_sdk")
 
 
 @pytest.fixture

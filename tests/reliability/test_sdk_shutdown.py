@@ -12,14 +12,12 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import phospho_otel as phospho
-from phospho_otel.sdk import testing
 from tests.sdk.hanging import FullBacklog, SilentServer
 from tests.sdk.otlp_sink import OtlpSink
 
@@ -28,13 +26,7 @@ ROOT = str(Path(__file__).resolve().parents[2])
 MARGIN_S = 1.0  # what shutdown(1.0) may take beyond its timeout on a loaded CI machine
 
 
-@pytest.fixture(autouse=True)
-def clean_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith(("OTEL_", "PHOSPHO_")):
-            monkeypatch.delenv(name)
-    yield
-    testing.reset()
+pytestmark = pytest.mark.usefixtures("clean_sdk")
 
 
 def _export_threads() -> set[threading.Thread]:

@@ -5,7 +5,6 @@ U+FFFD in their place, with one warning and no traceback, counted in ``stats()``
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
 import phospho_otel as phospho
-from phospho_otel.sdk import testing
 from phospho_otel.server import AggregatorServer, ServerSettings
 from tests.sdk.otlp_sink import OtlpSink
 
@@ -26,13 +24,7 @@ BAD = "\ud800"  # a lone high surrogate: a valid Python str, not encodable as UT
 FFFD = "\ufffd"
 
 
-@pytest.fixture(autouse=True)
-def clean_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith(("OTEL_", "PHOSPHO_")):
-            monkeypatch.delenv(name)
-    yield
-    testing.reset()
+pytestmark = pytest.mark.usefixtures("clean_sdk")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,6 @@ import phospho_otel as phospho
 from phospho_otel.aggregator.extract import extract
 from phospho_otel.errors import StoreError, Unavailable
 from phospho_otel.model.records import Extraction, SpanRecord
-from phospho_otel.sdk import testing
 from phospho_otel.store.api import Page, TaskFilter
 from phospho_otel.store.sqlite import SQLiteStore
 from tests.support.otlp import BASE_NS, SEC, feedback_span, make_request, make_span, task_span
@@ -152,16 +150,9 @@ class TestThroughTheReceivers:
         assert _task_count(receiver.store) == 200  # type: ignore[attr-defined]
 
 
+@pytest.mark.usefixtures("clean_sdk")
 class TestThroughTheSDK:
     """A span from any tracer with a broken clock does not hold the app's tasks back."""
-
-    @pytest.fixture(autouse=True)
-    def clean_sdk(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-        for name in list(os.environ):
-            if name.startswith(("OTEL_", "PHOSPHO_")):
-                monkeypatch.delenv(name)
-        yield
-        testing.reset()
 
     def test_broken_clock(self, receiver: object) -> None:
         provider = TracerProvider(resource=Resource.create({"service.name": "clock"}))

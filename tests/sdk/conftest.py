@@ -4,7 +4,6 @@ the opentelemetry-sdk range the fast path accepts (``otel_range.py``)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -12,7 +11,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 import phospho_otel
-from phospho_otel.sdk import _otel_compat, testing
+from phospho_otel.sdk import _otel_compat
+from tests.support.sdk_env import clean_sdk  # noqa: F401  (a fixture)
 
 from .otel_range import ANY_RANGE, any_sdk
 from .otlp_sink import OtlpSink
@@ -26,13 +26,9 @@ def otel_range(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No OTEL_* / PHOSPHO_* variables from the outside; SDK shut down after the test."""
-    for name in list(os.environ):
-        if name.startswith(("OTEL_", "PHOSPHO_")):
-            monkeypatch.delenv(name)
-    yield
-    testing.reset()
+def clean_env(request: pytest.FixtureRequest) -> None:
+    """Every SDK test starts clean (``clean_sdk``, ``tests/support/sdk_env.py``)."""
+    request.getfixturevalue("clean_sdk")
 
 
 @pytest.fixture
