@@ -29,7 +29,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from clickhouse_driver import Client
 
@@ -43,6 +43,7 @@ from phospho_otel.model.records import (
 )
 from phospho_otel.store.api import WriteResult
 from phospho_otel.store.clickhouse.schema import HEX_FIELDS, TABLE_COLUMNS
+from phospho_otel.store.writing import only_new, write_result
 
 __all__ = ["LOOKUP_CHUNK", "BatchIds", "ClickHouseWriter", "committed"]
 
@@ -71,7 +72,6 @@ class BatchIds:
             return self._last
 
 
-_R = TypeVar("_R", TaskRecord, FeedbackRecord)
 
 
 def _hex_row(fields: tuple[str, ...]) -> Callable[[Sequence[Any]], list[Any]]:
@@ -204,8 +204,8 @@ class ClickHouseWriter:
             if added and origin.hash not in self._origins_written:
                 rows["origins"].append(_origin_row(origin))
         stored = len(new_keys)
-        tasks = _only_new(x.tasks, new_keys)
-        feedback = _only_new(x.feedback, new_keys)
+        tasks = only_new(x.tasks, new_keys)
+        feedback = only_new(x.feedback, new_keys)
         tasks_new = replaced = superseded = 0
         latest: dict[str, TaskRecord] = {}
         for task in tasks:
@@ -231,46 +231,7 @@ class ClickHouseWriter:
         if superseded:
             counters["tasks_superseded"] = counters.get("tasks_superseded", 0) + superseded
         rows["feedback"].extend([*_feedback_row(f), batch_id] for f in feedback)
-        skipped = x.counters.get("tasks_skipped_invalid", 0) + x.counters.get(
-            "feedback_skipped_invalid", 0)
-        duplicates = x.span_count - x.rejected_spans - stored
-        for name, value in (
-            ("requests", 1),
-            ("spans_received", x.span_count),
-            ("spans_stored", stored),
-            ("spans_duplicate", duplicates),
-            ("spans_rejected", x.rejected_spans),
-            ("tasks_new", tasks_new),
-            ("tasks_updated", replaced),
-            ("feedback_stored", len(feedback)),
-        ):
-            counters[name] = counters.get(name, 0) + value
-        message = ""
-        if x.problems:
-            message = "; ".join(x.problems)
-            more = x.rejected_spans + skipped - len(x.problems)
-            if more > 0:
-                message += f"; and {more} more"
-        return WriteResult(
-            spans_received=x.span_count,
-            spans_stored=stored,
-            spans_duplicate=duplicates,
-            rejected_spans=x.rejected_spans,
-            tasks_new=tasks_new,
-            tasks_updated=replaced,
-            feedback_new=len(feedback),
-            skipped_invalid=skipped,
-            error_message=message,
-        )
+        return write_result(x, counters, stored=stored, tasks_new=tasks_new,
+                            tasks_updated=replaced, feedback_new=len(feedback))
 
 
-def _only_new(records: list[_R], new_keys: set[tuple[bytes, bytes]]) -> list[_R]:
-    """The records of newly stored spans, each span once (a request may repeat one)."""
-    left = set(new_keys)
-    out = []
-    for record in records:
-        key = (record.trace_id, record.span_id)
-        if key in left:
-            left.discard(key)
-            out.append(record)
-    return out

@@ -45,7 +45,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from itertools import chain
-from typing import Any, TypeVar
+from typing import Any
 
 from phospho_otel.errors import StoreError
 from phospho_otel.model.records import (
@@ -72,6 +72,7 @@ from phospho_otel.model.rollup import (
 )
 from phospho_otel.store.api import WriteResult
 from phospho_otel.store.sqlite.schema import FEEDBACK_COLUMNS
+from phospho_otel.store.writing import only_new, write_result
 
 __all__ = ["SQLiteWriter"]
 
@@ -358,12 +359,11 @@ class SQLiteWriter:
         for name, value in x.counters.items():
             counters[name] = counters.get(name, 0) + value
         stored, new_keys = self._insert_spans(x)
-        duplicates = x.span_count - x.rejected_spans - stored
         tasks = x.tasks
         feedback = x.feedback
         if new_keys is not None:
-            tasks = _only_new(tasks, new_keys)
-            feedback = _only_new(feedback, new_keys)
+            tasks = only_new(tasks, new_keys)
+            feedback = only_new(feedback, new_keys)
         if feedback:
             _INSERT_FEEDBACK.run(self.conn, feedback)
         updates = _Updates()
@@ -373,37 +373,8 @@ class SQLiteWriter:
         if feedback:
             self._apply_feedback({f.task_id for f in feedback} - inserted_ids)
         self._recompute(updates)
-        skipped = x.counters.get("tasks_skipped_invalid", 0) + x.counters.get(
-            "feedback_skipped_invalid", 0
-        )
-        for name, value in (
-            ("requests", 1),
-            ("spans_received", x.span_count),
-            ("spans_stored", stored),
-            ("spans_duplicate", duplicates),
-            ("spans_rejected", x.rejected_spans),
-            ("tasks_new", len(inserted_ids)),
-            ("tasks_updated", updates.replaced),
-            ("feedback_stored", len(feedback)),
-        ):
-            counters[name] = counters.get(name, 0) + value
-        message = ""
-        if x.problems:
-            message = "; ".join(x.problems)
-            more = x.rejected_spans + skipped - len(x.problems)
-            if more > 0:
-                message += f"; and {more} more"
-        return WriteResult(
-            spans_received=x.span_count,
-            spans_stored=stored,
-            spans_duplicate=duplicates,
-            rejected_spans=x.rejected_spans,
-            tasks_new=len(inserted_ids),
-            tasks_updated=updates.replaced,
-            feedback_new=len(feedback),
-            skipped_invalid=skipped,
-            error_message=message,
-        )
+        return write_result(x, counters, stored=stored, tasks_new=len(inserted_ids),
+                            tasks_updated=updates.replaced, feedback_new=len(feedback))
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -572,16 +543,5 @@ class SQLiteWriter:
             conn.execute(_PUT_USER, (user_id, *values))
 
 
-_R = TypeVar("_R", TaskRecord, FeedbackRecord)
 
 
-def _only_new(records: list[_R], new_keys: set[tuple[bytes, bytes]]) -> list[_R]:
-    """The records of newly inserted spans, each span once (a request may repeat one)."""
-    left = set(new_keys)
-    out = []
-    for record in records:
-        key = (record.trace_id, record.span_id)
-        if key in left:
-            left.discard(key)
-            out.append(record)
-    return out
