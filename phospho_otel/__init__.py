@@ -1,7 +1,8 @@
 """phospho-otel: OpenTelemetry-native logging and analytics for LLM applications.
 
 ``import phospho_otel as phospho``, then ``phospho.init()``, ``phospho.log(...)``,
-``with phospho.session(...)``, ``with phospho.task(...)``, ``phospho.user_feedback(...)``.
+``with phospho.session(...)``, ``with phospho.task(...)``, ``phospho.user_feedback(...)``,
+``phospho.end_session(...)``.
 The package root imports the SDK only (never server code).
 """
 
@@ -13,6 +14,7 @@ from phospho_otel.sdk import (
     PhosphoSpanProcessor,
     ProcessorStats,
     TaskRun,
+    end_session,
     flush,
     init,
     log,
@@ -34,6 +36,7 @@ __all__ = [
     "PhosphoSpanProcessor",
     "ProcessorStats",
     "TaskRun",
+    "end_session",
     "flush",
     "init",
     "log",

@@ -7,6 +7,9 @@
     phospho-otel users     [USER_ID]    [--store URL | --db PATH | --url URL] [--json] [filters...]
     phospho-otel tasks     [TASK_ID]    [--store URL | --db PATH | --url URL] [--json] [filters...]
     phospho-otel insights  [--store URL | --db PATH | --url URL] [--json] [--from T] [--to T]
+    phospho-otel retention [--store URL | --db PATH | --url URL] [--json] [--period day|week]
+    phospho-otel events    [--store URL | --db PATH | --url URL] [--json]
+    phospho-otel reevaluate [--store URL | --db PATH] [--from T] [--to T] [--insights PATH]
 
 The view commands run the API's own view functions (``api.views``), either on the store
 directly (``--store``/``--db``, default ``$PHOSPHO_STORE``, ``$PHOSPHO_DB`` or
@@ -36,6 +39,12 @@ import click
 from phospho_otel.api.views import ViewContext, run_view, view_named
 from phospho_otel.errors import ConfigurationError, ServerError, StoreError
 from phospho_otel.insights import InsightsCache
+from phospho_otel.model.analysis import (
+    END_REASONS,
+    EVALUATION_LABELS,
+    SESSION_STATES,
+    USER_CLASSES,
+)
 from phospho_otel.server.settings import (
     PHOSPHO_DB,
     PHOSPHO_STORE,
@@ -154,19 +163,37 @@ def _fields(item: dict[str, Any], keys: Sequence[str]) -> str:
 SESSION_COLUMNS = [
     ("session_id", "SESSION", 36), ("user_id", "USER", 20), ("task_count", "TASKS", 5),
     ("start_time", "START (UTC)", 19), ("duration_s", "DURATION_S", 10),
+    ("state", "STATE", 6), ("end_reason", "END REASON", 23),
     ("success_count", "OK", 4), ("failure_count", "FAIL", 4), ("last_input", "LAST INPUT", 40),
 ]
 USER_COLUMNS = [
     ("user_id", "USER", 24), ("task_count", "TASKS", 6), ("session_count", "SESSIONS", 8),
     ("first_seen", "FIRST SEEN (UTC)", 19), ("last_seen", "LAST SEEN (UTC)", 19),
     ("avg_session_duration_s", "AVG_SESSION_S", 13), ("avg_tasks_per_session", "TASKS/SESSION", 13),
-    ("success_rate", "SUCCESS", 7),
+    ("success_rate", "SUCCESS", 7), ("class_labels", "CLASSES", 30),
 ]
 TASK_COLUMNS = [
     ("task_id", "TASK", 38), ("session_id", "SESSION", 24), ("position", "POS", 3),
     ("user_id", "USER", 16), ("start_time", "START (UTC)", 19), ("status", "STATUS", 6),
-    ("flag", "FLAG", 7), ("input", "INPUT", 40),
+    ("flag", "FLAG", 7), ("evaluation_label", "EVAL", 7), ("event_names", "EVENTS", 24),
+    ("input", "INPUT", 40),
 ]
+
+
+def _flat(item: dict[str, Any]) -> dict[str, Any]:
+    """A view item with the table's derived cells: class labels, evaluation label, event
+    names."""
+    out = dict(item)
+    if "classes" in item:
+        out["class_labels"] = ",".join(c["label"] for c in item["classes"]) or None
+    if "evaluation" in item and "events" in item:
+        out["evaluation_label"] = (item["evaluation"] or {}).get("label")
+        out["event_names"] = ",".join(e["name"] for e in item["events"]) or None
+    return out
+
+
+def _rows(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [_flat(i) for i in items]
 
 
 # ----------------------------------------------------------------------------- commands
@@ -288,44 +315,73 @@ def _source(store: str, url: str | None, token: str | None) -> ViewSource:
 @_source_options
 @_list_options
 @click.option("--user", "user_id", default=None, help="only this user's sessions")
+@click.option("--state", type=click.Choice(SESSION_STATES), default=None,
+              help="only sessions in this state")
+@click.option("--end-reason", type=click.Choice(END_REASONS), default=None,
+              help="only sessions that ended this way")
 def sessions(session_id: str | None, store: str, url: str | None, token: str | None,
              as_json: bool, from_: str | None, to_: str | None, sort: str | None,
-             order: str | None, limit: int, offset: int | None, user_id: str | None) -> None:
+             order: str | None, limit: int, offset: int | None, user_id: str | None,
+             state: str | None, end_reason: str | None) -> None:
     """List sessions, or show one with its tasks."""
     src = _source(store, url, token)
     if session_id:
         data = src.get("get_session", {"session_id": session_id}, {})
         _emit(data, as_json, lambda d: _fields(d, [k for k, *_ in SESSION_COLUMNS] + [
-            "end_time", "first_input", "last_output", "last_task_id"]) + "\n\n" +
-            _table(d["tasks"], TASK_COLUMNS))
+            "end_time", "ended_at", "active_duration_s", "first_input", "last_output",
+            "last_task_id"]) + "\n" + _evidence(d) + "\n\n" +
+            _table(_rows(d["tasks"]), TASK_COLUMNS))
         return
     data = src.get("list_sessions", {}, {"from": from_, "to": to_, "sort": sort,
                                          "order": order, "limit": limit, "offset": offset,
-                                         "user_id": user_id})
+                                         "user_id": user_id, "state": state,
+                                         "end_reason": end_reason})
     _emit(data, as_json, lambda d: _table(d["items"], SESSION_COLUMNS) +
           f"\n({len(d['items'])} of {d['total']} sessions)")
+
+
+def _evidence(d: dict[str, Any]) -> str:
+    lines = [f"evaluation  {_evaluation(d.get('evaluation'))}"]
+    lines += [f"  - {e}" for e in d.get("end_evidence", [])]
+    return "\n".join(lines)
+
+
+def _evaluation(e: dict[str, Any] | None) -> str:
+    return "-" if not e else f"{e['label']} ({e['score']:.2f}, {e['source']}): {e['reason']}"
 
 
 @main.command()
 @click.argument("user_id", required=False)
 @_source_options
 @_list_options
+@click.option("--class", "user_class", type=click.Choice(USER_CLASSES), default=None,
+              help="only users in this class")
 def users(user_id: str | None, store: str, url: str | None, token: str | None, as_json: bool,
           from_: str | None, to_: str | None, sort: str | None, order: str | None,
-          limit: int, offset: int | None) -> None:
-    """List users, or show one with their sessions and tasks."""
+          limit: int, offset: int | None, user_class: str | None) -> None:
+    """List users, or show one with their classes, sessions and tasks."""
     src = _source(store, url, token)
     if user_id:
         data = src.get("get_user", {"user_id": user_id}, {"limit": limit})
-        _emit(data, as_json, lambda d: _fields(d, [k for k, *_ in USER_COLUMNS] + [
-            "success_count", "failure_count"]) + "\n\nSessions\n" +
+        _emit(data, as_json, lambda d: _fields(_flat(d), [k for k, *_ in USER_COLUMNS] + [
+            "success_count", "failure_count"]) + "\n" + _classes(d) + "\n\nSessions\n" +
             _table(d["sessions"], SESSION_COLUMNS) + "\n\nTasks\n" +
-            _table(d["tasks"], TASK_COLUMNS))
+            _table(_rows(d["tasks"]), TASK_COLUMNS))
         return
     data = src.get("list_users", {}, {"from": from_, "to": to_, "sort": sort, "order": order,
-                                      "limit": limit, "offset": offset})
-    _emit(data, as_json, lambda d: _table(d["items"], USER_COLUMNS) +
+                                      "limit": limit, "offset": offset, "class": user_class})
+    _emit(data, as_json, lambda d: _table(_rows(d["items"]), USER_COLUMNS) +
           f"\n({len(d['items'])} of {d['total']} users)")
+
+
+def _classes(d: dict[str, Any]) -> str:
+    lines = []
+    for c in d.get("classes", []):
+        lines.append(f"{c['label']}: " + "; ".join(c["reasons"]))
+    events = ", ".join(f"{k} {v}" for k, v in sorted(d.get("event_counts", {}).items()))
+    if events:
+        lines.append(f"events: {events}")
+    return "\n".join(lines)
 
 
 @main.command()
@@ -334,9 +390,13 @@ def users(user_id: str | None, store: str, url: str | None, token: str | None, a
 @_list_options
 @click.option("--user", "user_id", default=None, help="only this user's tasks")
 @click.option("--session", "session_id", default=None, help="only this session's tasks")
+@click.option("--event", default=None, help="only tasks with this detected event")
+@click.option("--evaluation", type=click.Choice(EVALUATION_LABELS), default=None,
+              help="only tasks with this evaluation label")
 def tasks(task_id: str | None, store: str, url: str | None, token: str | None, as_json: bool,
           from_: str | None, to_: str | None, sort: str | None, order: str | None,
-          limit: int, offset: int | None, user_id: str | None, session_id: str | None) -> None:
+          limit: int, offset: int | None, user_id: str | None, session_id: str | None,
+          event: str | None, evaluation: str | None) -> None:
     """List tasks, or show one."""
     src = _source(store, url, token)
     if task_id:
@@ -345,8 +405,9 @@ def tasks(task_id: str | None, store: str, url: str | None, token: str | None, a
         return
     data = src.get("list_tasks", {}, {"from": from_, "to": to_, "sort": sort, "order": order,
                                       "limit": limit, "offset": offset, "user_id": user_id,
-                                      "session_id": session_id})
-    _emit(data, as_json, lambda d: _table(d["items"], TASK_COLUMNS) +
+                                      "session_id": session_id, "event": event,
+                                      "evaluation": evaluation})
+    _emit(data, as_json, lambda d: _table(_rows(d["items"]), TASK_COLUMNS) +
           f"\n({len(d['items'])} of {d['total']} tasks)")
 
 
@@ -369,8 +430,20 @@ def _render_insights(d: dict[str, Any]) -> str:
         top = "; ".join(f"{_cell(i['input'], 40)} ({i['sessions']})" for i in g["top_inputs"])
         lines.append(f"  flag={g['flag'] or '-'} status={g['status']}: {g['sessions']} "
                      f"sessions; top last inputs: {top}")
+    lines += ["", "How sessions end (end reason: sessions, latest examples)"]
+    for g in s["end_reasons"]:
+        lines.append(f"  {g['end_reason']}: {g['sessions']} sessions; e.g. "
+                     + ", ".join(g["examples"]))
+    lines += ["", "Success by task position",
+              _table(s["success_by_position"], [
+                  ("position", "POS", 4), ("success", "SUCCESS", 7), ("failure", "FAILURE", 7),
+                  ("unknown", "UNKNOWN", 7), ("success_rate", "RATE", 6)])]
+    a = s["active_duration"]
+    lines += ["", f"Active duration of ended sessions: p50 {_cell(a['p50_s'], 12)} s, "
+              f"p90 {_cell(a['p90_s'], 12)} s, max {_cell(a['max_s'], 12)} s"]
     lines += [
         "",
+        "Users by class: " + ", ".join(f"{k} {v}" for k, v in u["class_counts"].items()),
         _fields(u, ["user_count", "avg_tasks_per_user", "median_tasks_per_user",
                     "p90_tasks_per_user", "avg_sessions_per_user", "success_rate"]),
         "",
@@ -379,7 +452,7 @@ def _render_insights(d: dict[str, Any]) -> str:
                                      ("users", "USERS", 6)]),
         "",
         "Top users",
-        _table(u["top_users"], USER_COLUMNS),
+        _table(_rows(u["top_users"]), USER_COLUMNS),
     ]
     return "\n".join(lines)
 
@@ -399,6 +472,82 @@ def insights(store: str, url: str | None, token: str | None, as_json: bool, from
         "users": src.get("users_insights", {}, {"from": from_, "to": to_}),
     }
     _emit(data, as_json, _render_insights)
+
+
+def _render_retention(d: dict[str, Any]) -> str:
+    width = max((len(c["active"]) for c in d["cohorts"]), default=0)
+    columns = [("start", "COHORT", 10), ("users", "USERS", 6)] + [
+        (f"p{k}", f"+{k}", 5) for k in range(width)]
+    rows = [{"start": c["start"], "users": c["users"],
+             **{f"p{k}": n for k, n in enumerate(c["active"])}} for c in d["cohorts"]]
+    return (f"Cohorts by first {d['period']} (users active in each later {d['period']})\n"
+            + _table(rows, columns) + "\n\nNew vs returning users per day\n"
+            + _table(d["new_vs_returning"], [("date", "DATE", 10), ("new", "NEW", 6),
+                                              ("returning", "RETURNING", 9)]))
+
+
+@main.command()
+@_source_options
+@click.option("--period", type=click.Choice(["day", "week"]), default=None,
+              help="cohort period (default: day under two weeks of data, else week)")
+def retention(store: str, url: str | None, token: str | None, as_json: bool,
+              period: str | None) -> None:
+    """Retention cohorts by first-seen day or week, and new vs returning users."""
+    data = _source(store, url, token).get("retention", {}, {"period": period})
+    _emit(data, as_json, _render_retention)
+
+
+@main.command()
+@_source_options
+def events(store: str, url: str | None, token: str | None, as_json: bool) -> None:
+    """The event definitions, and how many tasks have each."""
+    data = _source(store, url, token).get("list_events", {}, {})
+    _emit(data, as_json, lambda d: _table(d["events"], [
+        ("name", "EVENT", 20), ("scope", "SCOPE", 13), ("detector", "DETECTOR", 8),
+        ("tasks", "TASKS", 8), ("description", "DESCRIPTION", 60)]))
+
+
+@main.command()
+@click.option("--store", "--db", "store", envvar=[PHOSPHO_STORE, PHOSPHO_DB],
+              default="phospho.db", show_default=True,
+              help="the store to analyse again [env PHOSPHO_STORE, PHOSPHO_DB]")
+@click.option("--from", "from_", default=None, help="ISO-8601 start")
+@click.option("--to", "to_", default=None, help="ISO-8601 end (exclusive)")
+@click.option("--insights", "insights_path", envvar="PHOSPHO_INSIGHTS", default=None,
+              help="insights configuration (TOML or YAML) [env PHOSPHO_INSIGHTS]")
+def reevaluate(store: str, from_: str | None, to_: str | None,
+               insights_path: str | None) -> None:
+    """Analyse again the tasks started in [from, to) (all by default) after the rules or
+    the configuration changed: evaluations, events, sentiment, language, their sessions
+    and every user's classes. Safe while a server writes the same store."""
+    from phospho_otel.api.serialize import iso_to_ns
+    from phospho_otel.errors import BadRequest
+    from phospho_otel.insights.analyzer import Analyzer
+    from phospho_otel.insights.config import load_config
+
+    try:
+        from_ns = iso_to_ns(from_) if from_ else None
+        to_ns = iso_to_ns(to_) if to_ else None
+    except BadRequest as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        config = load_config(insights_path)
+    except (ConfigurationError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        opened = open_store(store)
+    except (StoreError, ConfigurationError) as exc:
+        raise click.ClickException(f"cannot open the store: {exc}") from None
+    try:
+        try:
+            analyzer = Analyzer(opened, config)
+        except TypeError as exc:
+            raise click.ClickException(str(exc)) from None
+        count = analyzer.reanalyze(from_ns, to_ns)
+        analyzer.stop()
+    finally:
+        opened.close()
+    click.echo(f"reevaluated {count} tasks")
 
 
 if __name__ == "__main__":  # pragma: no cover

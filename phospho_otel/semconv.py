@@ -21,20 +21,28 @@ __all__ = [
     "MimeTypeValues",
     "PhosphoAttributes",
     "SessionAttributes",
+    "SessionEventNames",
     "SpanTypeValues",
     "UserAttributes",
 ]
 
-SEMCONV_VERSION = "1.0.0"
-"""Version of this convention, written on every task and feedback span as
-``phospho.semconv.version``. Bumped on any change to a key or a value set."""
+SEMCONV_VERSION = "1.1.0"
+"""Version of this convention, written on every span of ours (``SpanTypeValues``) as
+``phospho.semconv.version``. Bumped on any change to a key or a value set: the minor
+number when something is added (1.1.0: the ``session_end`` and ``session_feedback`` span
+types and the ``session.end`` event), the major one when a key or value changes meaning
+or goes away."""
 
 
 class SessionAttributes:
     """Session scope (OpenTelemetry ``session.*``, also OpenInference's and Langfuse's)."""
 
     SESSION_ID = "session.id"
-    """The session the span belongs to. Stamped on every span started in a session scope."""
+    """The session the span belongs to. Stamped on every span started in a session scope.
+    Also the attribute of the ``session.end`` span event naming the session that ended."""
+    SESSION_PREVIOUS_ID = "session.previous_id"
+    """On a ``session.start`` span event: the session this one continues, which ended
+    then (never written by the SDK)."""
 
 
 class UserAttributes:
@@ -67,7 +75,8 @@ class PhosphoAttributes:
     """The ``SEMCONV_VERSION`` the span was written with."""
     TASK_ID = "phospho.task.id"
     """On a task span: the task's id (generated, or the caller's own, kept exactly).
-    On a feedback span: the id of the task the feedback is about."""
+    On a feedback span: the id of the task the feedback is about. Never on a
+    ``session_end`` or ``session_feedback`` span."""
     RAW_INPUT = "phospho.raw_input"
     """The raw input payload, as JSON text."""
     RAW_OUTPUT = "phospho.raw_output"
@@ -77,7 +86,7 @@ class PhosphoAttributes:
     ints and floats keep their type; anything else (lists, dicts, None, objects) is
     stored as JSON text."""
     FEEDBACK_FLAG = "phospho.feedback.flag"
-    """A ``FeedbackFlagValues`` value."""
+    """A ``FeedbackFlagValues`` value (on ``feedback`` and ``session_feedback`` spans)."""
     FEEDBACK_NOTES = "phospho.feedback.notes"
     """Free text that comes with the feedback."""
     FEEDBACK_SOURCE = "phospho.feedback.source"
@@ -108,7 +117,27 @@ class SpanTypeValues(str, Enum):
     """Values of ``phospho.span.type``."""
 
     TASK = "task"
+    """One task (``log()``, ``task()``)."""
     FEEDBACK = "feedback"
+    """Feedback on the task ``phospho.task.id`` (``user_feedback(task_id, ...)``)."""
+    SESSION_END = "session_end"
+    """The explicit end of the session ``session.id`` (``end_session()``), at the span's
+    end time; the span also carries a ``session.end`` event (``SessionEventNames.END``)."""
+    SESSION_FEEDBACK = "session_feedback"
+    """Feedback on the whole session ``session.id`` (``user_feedback(session_id=...)``),
+    with the ``phospho.feedback.*`` attributes."""
+
+
+class SessionEventNames:
+    """Span event names of the OpenTelemetry session semantic conventions
+    (``model/session/events.yaml``), read by the aggregator on any span."""
+
+    END = "session.end"
+    """A session ended, named by the event's ``session.id`` attribute (else by the span's
+    own session id). Written by ``end_session()`` on its ``session_end`` span."""
+    START = "session.start"
+    """A session started; with ``session.previous_id`` it is, per the OpenTelemetry
+    conventions, also the end of that previous session. Never written by the SDK."""
 
 
 class FeedbackFlagValues(str, Enum):

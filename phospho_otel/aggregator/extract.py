@@ -1,4 +1,4 @@
-"""Decoded OTLP -> span, task and feedback records. Pure functions, no I/O.
+"""Decoded OTLP -> span, task, feedback and session-event records. Pure functions, no I/O.
 
 Every span with a valid trace id (16 bytes, not all zero) and span id (8 bytes, not all
 zero) and times a store can hold becomes a ``spans`` row. A span that cannot be stored is
@@ -31,7 +31,25 @@ Which spans become tasks and feedback:
     (``success`` | ``failure``), optional ``phospho.feedback.notes`` and
     ``phospho.feedback.source`` (default ``user``); its time is the span's end. Invalid
     ones are skipped with counter ``feedback_skipped_invalid``.
+  - ``session_end``: the explicit end of session ``session.id`` (non-empty string) at the
+    span's end: a ``SessionEventRecord`` of kind ``end``, source ``END_SOURCE_SDK``.
+  - ``session_feedback``: feedback on the whole session ``session.id`` with
+    ``phospho.feedback.flag`` / ``.notes`` / ``.source`` as on a ``feedback`` span, at
+    the span's end: a ``SessionEventRecord`` of kind ``feedback``. Invalid
+    ``session_end`` / ``session_feedback`` spans (no session id, a bad flag) are skipped
+    with counter ``session_events_skipped_invalid``.
   - any other value: a plain span (counter ``spans_unknown_type``).
+
+* **The OpenTelemetry session events**, as span events on any span of any convention (a
+  ``session_end`` span of ours excepted: it is its own record), give an end record
+  (source ``END_SOURCE_EVENT``): ``session.end`` for the session named by the event's
+  ``session.id`` attribute (a non-empty string), else by the span's own session id (any
+  convention's key, as on its span row); ``session.start`` with a ``session.previous_id``
+  (a non-empty string) for that previous session, which OpenTelemetry's conventions make
+  equivalent to its ``session.end``. At the event's time (the span's end if the event
+  has none). At most one record per span (its first usable event); a ``session.end``
+  naming no session, or an event past ``MAX_TIME_NS``, is skipped with counter
+  ``session_events_skipped_invalid``. Only spans that have events are looked at.
 
 * **Other conventions** (no ``phospho.span.type``): the session id, user id, input and
   output are read from the keys of ``aggregator.conventions`` (in its precedence order;
@@ -116,6 +134,7 @@ from phospho_otel.model.records import (
     Extraction,
     FeedbackRecord,
     Origin,
+    SessionEventRecord,
     SpanRecord,
     TaskRecord,
 )
@@ -125,11 +144,14 @@ from phospho_otel.semconv import (
     IOAttributes,
     PhosphoAttributes,
     SessionAttributes,
+    SessionEventNames,
     SpanTypeValues,
     UserAttributes,
 )
 
 __all__ = [
+    "END_SOURCE_EVENT",
+    "END_SOURCE_SDK",
     "MAX_PROBLEMS",
     "MAX_TIME_NS",
     "NON_FINITE",
@@ -146,6 +168,13 @@ MAX_TIME_NS = 2**63 - 1
 integers are signed 64-bit, OTLP's times unsigned. Later ones are rejected."""
 NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 """``repr`` of a non-finite double -> its text in metadata JSON."""
+END_SOURCE_SDK = "end_session"
+"""``SessionEventRecord.source`` of an end from a ``session_end`` span of ours (the SDK's
+``end_session()``)."""
+END_SOURCE_EVENT = "otel_session_event"
+"""``SessionEventRecord.source`` of an end from an OpenTelemetry session span event
+(``session.end``, or ``session.start`` with ``session.previous_id``) on any other span (a
+third-party app's, or an app annotating its own spans)."""
 
 _REMOTE_PARENT = 0x300  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK | ..._IS_REMOTE_MASK
 _ZERO_TRACE = bytes(16)
@@ -158,6 +187,18 @@ _METADATA_PREFIX_LEN = len(_METADATA_PREFIX)
 _SERVICE_NAME = "service.name"
 _TASK_TYPE = SpanTypeValues.TASK.value
 _FEEDBACK_TYPE = SpanTypeValues.FEEDBACK.value
+_SESSION_END_TYPE = SpanTypeValues.SESSION_END.value
+_SESSION_FEEDBACK_TYPE = SpanTypeValues.SESSION_FEEDBACK.value
+_SESSION_ID = SessionAttributes.SESSION_ID
+_SESSION_END_EVENT = SessionEventNames.END
+_SESSION_START_EVENT = SessionEventNames.START
+_PREVIOUS_ID = SessionAttributes.SESSION_PREVIOUS_ID
+_INVALID = {  # span type -> (what it is, in a problem text; its counter)
+    _TASK_TYPE: ("task", "tasks_skipped_invalid"),
+    _FEEDBACK_TYPE: ("feedback", "feedback_skipped_invalid"),
+    _SESSION_END_TYPE: ("session_end", "session_events_skipped_invalid"),
+    _SESSION_FEEDBACK_TYPE: ("session_feedback", "session_events_skipped_invalid"),
+}
 
 
 def _status(code: int) -> str:
@@ -275,6 +316,28 @@ def _our_feedback(attrs: _Attrs, trace_id: bytes, span_id: bytes, end_ns: int) -
         span_id,
         task_id,
         flag,
+        _optional_string(attrs, PhosphoAttributes.FEEDBACK_NOTES),
+        _optional_string(attrs, PhosphoAttributes.FEEDBACK_SOURCE) or "user",
+        end_ns,
+    )
+
+
+def _our_session_event(attrs: _Attrs, span_type: str, trace_id: bytes, span_id: bytes,
+                       end_ns: int) -> SessionEventRecord:
+    """The record of a ``session_end`` or ``session_feedback`` span of ours."""
+    session_id = _required_string(attrs, _SESSION_ID)
+    if not session_id:
+        raise _InvalidSpan(f"{_SESSION_ID} is empty")
+    if span_type == _SESSION_END_TYPE:
+        return SessionEventRecord(trace_id, span_id, session_id, "end", None, None,
+                                  END_SOURCE_SDK, end_ns)
+    flag = _required_string(attrs, PhosphoAttributes.FEEDBACK_FLAG)
+    if flag not in _FLAGS:
+        raise _InvalidSpan(
+            f"{PhosphoAttributes.FEEDBACK_FLAG}={flag!r} is not one of {sorted(_FLAGS)}"
+        )
+    return SessionEventRecord(
+        trace_id, span_id, session_id, "feedback", flag,
         _optional_string(attrs, PhosphoAttributes.FEEDBACK_NOTES),
         _optional_string(attrs, PhosphoAttributes.FEEDBACK_SOURCE) or "user",
         end_ns,
@@ -424,12 +487,13 @@ class _Extractor:
     """Collects one request's records, span by span (``extract``)."""
 
     __slots__ = ("counters", "feedback", "groups", "pending", "problems", "rejected",
-                 "span_count", "span_lists", "tasks")
+                 "session_events", "span_count", "span_lists", "tasks")
 
     def __init__(self) -> None:
         self.groups: list[tuple[Origin, list[SpanRecord]]] = []
         self.tasks: list[TaskRecord] = []
         self.feedback: list[FeedbackRecord] = []
+        self.session_events: list[SessionEventRecord] = []
         self.problems: list[str] = []
         self.counters: dict[str, int] = {}
         self.span_count = 0
@@ -503,6 +567,8 @@ class _Extractor:
                 session_id, user_id, span.SerializeToString(),
             )))
             span_type = attrs.get(_SPAN_TYPE)
+            if span.events and span_type != _SESSION_END_TYPE:
+                self.session_end_event(span, session_id, trace_id, span_id)
             if span_type is not None:
                 self.ours(span_type, attrs, span, trace_id, span_id, service)
                 continue
@@ -536,14 +602,52 @@ class _Extractor:
             elif span_type == _FEEDBACK_TYPE:
                 self.feedback.append(_our_feedback(attrs, trace_id, span_id,
                                                    span.end_time_unix_nano))
+            elif span_type == _SESSION_END_TYPE or span_type == _SESSION_FEEDBACK_TYPE:
+                self.session_events.append(_our_session_event(
+                    attrs, span_type, trace_id, span_id,  # type: ignore[arg-type]  # a str
+                    span.end_time_unix_nano))
             else:
                 self.count("spans_unknown_type")
         except _InvalidSpan as exc:
-            if span_type == _TASK_TYPE:
-                kind, counter = "task", "tasks_skipped_invalid"
-            else:
-                kind, counter = "feedback", "feedback_skipped_invalid"
+            kind, counter = _INVALID[span_type]  # type: ignore[index]  # a known str
             self.count(counter, f"{kind} span {span.name!r} skipped: {exc}")
+
+    def session_end_event(self, span: Span, session_id: str | None, trace_id: bytes,
+                          span_id: bytes) -> None:
+        """The end record of a span's first usable session event, if it has one
+        (``session_id``: the span's own, from any convention)."""
+        for event in span.events:
+            name = event.name
+            if name == _SESSION_END_EVENT:
+                wanted = _SESSION_ID
+            elif name == _SESSION_START_EVENT:
+                wanted = _PREVIOUS_ID
+            else:
+                continue
+            named = None
+            for kv in event.attributes:
+                if kv.key == wanted:
+                    named = _string(kv.value) or None
+                    break
+            if name == _SESSION_START_EVENT:
+                if named is None:
+                    continue  # a session started, none ended
+                ended: str | None = named
+            else:
+                ended = named or session_id
+            time_ns = event.time_unix_nano or span.end_time_unix_nano
+            if ended is None:
+                self.count("session_events_skipped_invalid",
+                           f"{name} event of span {span.name!r} skipped: no "
+                           f"{_SESSION_ID} (a string) on the event or the span")
+            elif time_ns > MAX_TIME_NS:
+                self.count("session_events_skipped_invalid",
+                           f"{name} event of span {span.name!r} skipped: "
+                           f"time_unix_nano={time_ns} is past 2^63-1 ns")
+            else:
+                self.session_events.append(SessionEventRecord(
+                    trace_id, span_id, ended, "end", None, None, END_SOURCE_EVENT, time_ns))
+                return
 
     def resolve(self) -> None:
         """Which pending candidates (foreign spans with a local parent) are tasks: those
@@ -578,15 +682,17 @@ class _Extractor:
         if tasks and len({task.task_id for task in tasks}) == len(tasks):
             batch_rollup = rollup(tasks)
         return Extraction(self.groups, tasks, self.feedback, self.span_count, self.rejected,
-                          self.counters, self.problems, batch_rollup)
+                          self.counters, self.problems, batch_rollup,
+                          tuple(self.session_events))
 
 
 def extract(
     request: ExportTraceServiceRequest,
     origin_factory: Callable[[Any, Any], Origin] = origin_of,
 ) -> Extraction:
-    """Span records, tasks and feedback of one export request. Never raises on bad spans:
-    they are rejected (bad ids) or skipped as tasks (bad attributes) and counted."""
+    """Span records, tasks, feedback and session events of one export request. Never
+    raises on bad spans: they are rejected (bad ids) or skipped as tasks, feedback or
+    session events (bad attributes) and counted."""
     out = _Extractor()
     for resource_spans in request.resource_spans:
         for scope_spans in resource_spans.scope_spans:

@@ -64,7 +64,12 @@ def _schemas() -> dict[str, Any]:
     return {
         "Task": _object(serialize.TASK_FIELDS),
         "Session": _object(serialize.SESSION_FIELDS),
-        "SessionDetail": _detail("Session", {"tasks": tasks}),
+        "SessionDetail": _detail("Session", {"tasks": tasks, "feedback": {
+            "type": ["object", "null"], "description": "the latest feedback on the session",
+            "properties": {"flag": {"enum": ["success", "failure"]},
+                           "notes": {"type": ["string", "null"]},
+                           "source": {"type": "string"},
+                           "time": {"type": "string", "format": "date-time"}}}}),
         "User": _object(serialize.USER_FIELDS),
         "UserDetail": _detail("User", {
             "sessions": {"type": "array", "items": _ref("Session")}, "tasks": tasks}),
@@ -73,6 +78,8 @@ def _schemas() -> dict[str, Any]:
         "TaskList": _list_of("Task"),
         "SessionInsights": _object(serialize.SESSION_INSIGHTS_FIELDS),
         "UserInsights": _object(serialize.USER_INSIGHTS_FIELDS),
+        "Retention": _object(serialize.RETENTION_FIELDS),
+        "Events": _object(serialize.EVENTS_FIELDS),
         "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
             "status": {"type": "integer"}, "message": {"type": "string"}}}}},
     }

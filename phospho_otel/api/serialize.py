@@ -18,12 +18,29 @@ from typing import Any, TypeVar
 
 from phospho_otel.errors import BadRequest
 from phospho_otel.insights import SessionInsights, UserInsights
+from phospho_otel.insights.retention import Retention
+from phospho_otel.insights.sessions import SessionOutcomes
+from phospho_otel.model.analysis import (
+    END_REASONS,
+    EVALUATION_LABELS,
+    EVENT_SCOPES,
+    SENTIMENT_LABELS,
+    SESSION_STATES,
+    USER_CLASSES,
+    Evaluation,
+    SessionAnalysis,
+    TaskAnalysis,
+    UserAnalysis,
+)
+from phospho_otel.model.records import SessionEventRecord
 from phospho_otel.model.rollup import SessionRollup
 from phospho_otel.store.api import Listing, TaskRow, UserRow
 
 __all__ = [
+    "EVENTS_FIELDS",
     "NS_PER_DAY",
     "NS_PER_S",
+    "RETENTION_FIELDS",
     "SESSION_FIELDS",
     "SESSION_INSIGHTS_FIELDS",
     "TASK_FIELDS",
@@ -32,11 +49,15 @@ __all__ = [
     "Links",
     "decode_cursor",
     "encode_cursor",
+    "evaluation_json",
     "iso_to_ns",
     "listing_json",
     "ns_to_iso",
+    "retention_json",
+    "session_feedback_json",
     "session_insights_json",
     "session_json",
+    "session_outcomes_json",
     "task_json",
     "user_insights_json",
     "user_json",
@@ -158,6 +179,12 @@ _STR = {"type": ["string", "null"]}
 _INT = {"type": "integer"}
 _LINKS = {"type": ["object", "null"], "additionalProperties": {"type": "string"},
           "description": "Jaeger UI links to the traces, when PHOSPHO_JAEGER_UI_URL is set"}
+_EVALUATION = {"type": ["object", "null"], "description": "docs/insights.md", "properties": {
+    "label": {"enum": list(EVALUATION_LABELS)},
+    "score": {"type": "number", "description": "0 (failure) to 1 (success)"},
+    "source": {"type": "string", "description": "user_feedback, heuristic:<rule>, llm_judge"},
+    "reason": {"type": "string"}}}
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
 
 TASK_FIELDS: dict[str, dict[str, Any]] = {
     "task_id": {"type": "string"}, "session_id": _STR, "user_id": _STR,
@@ -169,6 +196,14 @@ TASK_FIELDS: dict[str, dict[str, Any]] = {
     "is_last": {"type": ["boolean", "null"]}, "name": {"type": "string"},
     "service_name": {"type": "string"}, "convention": {"type": "string"},
     "trace_id": {"type": "string"}, "span_id": {"type": "string"},
+    "evaluation": _EVALUATION,
+    "events": {"type": "array", "items": {"type": "object", "properties": {
+        "name": {"type": "string"}, "source": {"type": "string"}, "score": {"type": "number"},
+        "scope": {"enum": list(EVENT_SCOPES)}}}},
+    "sentiment": {"type": ["object", "null"], "properties": {
+        "score": {"type": "number", "description": "-1 (negative) to 1 (positive)"},
+        "label": {"enum": list(SENTIMENT_LABELS)}}},
+    "language": {"type": ["string", "null"], "description": "ISO 639-1 code of the input's"},
 }
 SESSION_FIELDS: dict[str, dict[str, Any]] = {
     "session_id": {"type": "string"}, "user_id": _STR, "task_count": _INT,
@@ -176,14 +211,23 @@ SESSION_FIELDS: dict[str, dict[str, Any]] = {
     "first_input": _STR, "last_task_id": _STR, "last_input": _STR, "last_output": _STR,
     "last_status": _STR, "success_count": _INT, "failure_count": _INT, "error_count": _INT,
     "links": _LINKS,
+    "state": {"enum": list(SESSION_STATES)}, "ended_at": _TIME,
+    "end_reason": {"enum": [*END_REASONS, None]},
+    "end_evidence": {"type": "array", "items": {"type": "string"}},
+    "active_duration_s": _NUM, "evaluation": _EVALUATION, "event_counts": _COUNTS,
 }
 USER_FIELDS: dict[str, dict[str, Any]] = {
     "user_id": {"type": "string"}, "task_count": _INT, "session_count": _INT,
     "first_seen": _TIME, "last_seen": _TIME, "avg_session_duration_s": _NUM,
     "avg_tasks_per_session": _NUM,
     "success_rate": {"type": ["number", "null"],
-                     "description": "successes / (successes + failures); null if none"},
+                     "description": "successes / (successes + failures) of the evaluated"
+                                    " tasks (feedback first); null if none"},
     "success_count": _INT, "failure_count": _INT, "error_count": _INT, "links": _LINKS,
+    "classes": {"type": "array", "items": {"type": "object", "properties": {
+        "label": {"enum": list(USER_CLASSES)},
+        "reasons": {"type": "array", "items": {"type": "string"}}}}},
+    "event_counts": _COUNTS,
 }
 _FRESHNESS = {
     "computed_at": {"type": "string", "format": "date-time",
@@ -205,12 +249,54 @@ SESSION_INSIGHTS_FIELDS: dict[str, dict[str, Any]] = {
                         "input": _STR, "sessions": _INT}}}}}},
     **_FRESHNESS,
 }
+_OUTCOME_FIELDS: dict[str, dict[str, Any]] = {
+    "end_reasons": {"type": "array", "description": "ended sessions by end reason",
+                    "items": {"type": "object", "properties": {
+                        "end_reason": {"enum": list(END_REASONS)}, "sessions": _INT,
+                        "examples": {"type": "array", "items": {"type": "string"},
+                                     "description": "session ids, latest ended first"}}}},
+    "success_by_position": {
+        "type": "array", "description": "evaluations by the task's place in its session"
+                                        " (the last position counts every later one)",
+        "items": {"type": "object", "properties": {
+            "position": _INT, "success": _INT, "failure": _INT, "unknown": _INT,
+            "success_rate": _NUM}}},
+    "active_duration": {"type": "object", "description": "of the ended sessions", "properties": {
+        "p50_s": _NUM, "p90_s": _NUM, "p99_s": _NUM, "max_s": _NUM,
+        "histogram": {"type": "array", "items": {"type": "object", "properties": {
+            "min_s": {"type": "number"}, "max_s": {"type": "number"}, "sessions": _INT}}}}},
+}
+SESSION_INSIGHTS_FIELDS = {
+    **{k: v for k, v in SESSION_INSIGHTS_FIELDS.items() if k not in _FRESHNESS},
+    **_OUTCOME_FIELDS, **_FRESHNESS}
 USER_INSIGHTS_FIELDS: dict[str, dict[str, Any]] = {
     "user_count": _INT, "avg_tasks_per_user": _NUM, "median_tasks_per_user": _NUM,
     "p90_tasks_per_user": _NUM, "avg_sessions_per_user": _NUM, "success_rate": _NUM,
     "tasks_per_user": {"type": "array", "items": {"type": "object", "properties": {
         "min_tasks": _INT, "max_tasks": _INT, "users": _INT}}},
     "top_users": {"type": "array", "items": {"$ref": "#/components/schemas/User"}},
+    "class_counts": {"type": "object", "description": "users in each class",
+                     "properties": {c: _INT for c in USER_CLASSES}},
+    **_FRESHNESS,
+}
+RETENTION_FIELDS: dict[str, dict[str, Any]] = {
+    "period": {"enum": ["day", "week"]},
+    "cohorts": {"type": "array", "description": "users by the period they were first seen",
+                "items": {"type": "object", "properties": {
+                    "start": {"type": "string", "format": "date"}, "users": _INT,
+                    "active": {"type": "array", "items": _INT,
+                               "description": "users active in the cohort's period and"
+                                              " each later one"}}}},
+    "new_vs_returning": {"type": "array", "items": {"type": "object", "properties": {
+        "date": {"type": "string", "format": "date"}, "new": _INT, "returning": _INT}}},
+    **_FRESHNESS,
+}
+EVENTS_FIELDS: dict[str, dict[str, Any]] = {
+    "events": {"type": "array", "items": {"type": "object", "properties": {
+        "name": {"type": "string"}, "scope": {"enum": list(EVENT_SCOPES)},
+        "detector": {"enum": ["keywords", "regex", "llm", "python"]},
+        "description": {"type": "string"}, "webhook": {"type": "boolean"},
+        "tasks": {"type": "integer", "description": "tasks with the event"}}}},
     **_FRESHNESS,
 }
 
@@ -218,8 +304,17 @@ USER_INSIGHTS_FIELDS: dict[str, dict[str, Any]] = {
 # ----------------------------------------------------------------------------- shapes
 
 
-def task_json(row: TaskRow) -> dict[str, Any]:
+def evaluation_json(e: Evaluation | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"label": e.label, "score": round(e.score, 6), "source": e.source, "reason": e.reason}
+
+
+def task_json(row: TaskRow, analysis: TaskAnalysis | None = None) -> dict[str, Any]:
+    """A task; ``analysis`` adds its evaluation, events, sentiment and language (null /
+    empty until the analyzer has seen it)."""
     t, feedback = row.task, row.feedback
+    a = analysis
     metadata = _json_value(t.metadata)
     return {
         "task_id": t.task_id,
@@ -244,11 +339,21 @@ def task_json(row: TaskRow) -> dict[str, Any]:
         "convention": t.convention,
         "trace_id": t.trace_id.hex(),
         "span_id": t.span_id.hex(),
+        "evaluation": evaluation_json(a.evaluation) if a else None,
+        "events": [{"name": e.name, "source": e.source, "score": round(e.score, 6),
+                    "scope": e.scope} for e in a.events] if a else [],
+        "sentiment": ({"score": round(a.sentiment.score, 4), "label": a.sentiment.label}
+                      if a and a.sentiment else None),
+        "language": a.language if a else None,
     }
 
 
-def session_json(s: SessionRollup, links: Links = _no_links) -> dict[str, Any]:
+def session_json(s: SessionRollup, links: Links = _no_links,
+                 analysis: SessionAnalysis | None = None) -> dict[str, Any]:
+    """A session; ``analysis`` adds its state, ending, active duration and evaluation
+    (a session not analysed yet is ``active``)."""
     start, end = s.start_ns, s.end_ns
+    a = analysis
     return {
         "session_id": s.session_id,
         "user_id": s.user_id,
@@ -266,12 +371,34 @@ def session_json(s: SessionRollup, links: Links = _no_links) -> dict[str, Any]:
         "failure_count": s.failure_count,
         "error_count": s.error_count,
         "links": links(session_id=s.session_id, start_ns=start, end_ns=end),
+        "state": a.state if a else "active",
+        "ended_at": ns_to_iso(a.ended_ns) if a else None,
+        "end_reason": a.end_reason if a else None,
+        "end_evidence": list(a.end_evidence) if a else [],
+        "active_duration_s": _seconds(a.active_duration_ns) if a else None,
+        "evaluation": evaluation_json(a.evaluation) if a else None,
+        "event_counts": dict(a.event_counts) if a else {},
     }
 
 
-def user_json(u: UserRow, links: Links = _no_links) -> dict[str, Any]:
+def session_feedback_json(events: list[SessionEventRecord]) -> dict[str, Any] | None:
+    """The latest feedback on a whole session, or None."""
+    feedback = [e for e in events if e.kind == "feedback"]
+    if not feedback:
+        return None
+    e = max(feedback, key=lambda f: (f.time_ns, f.trace_id, f.span_id))
+    return {"flag": e.flag, "notes": e.notes, "source": e.source, "time": ns_to_iso(e.time_ns)}
+
+
+def user_json(u: UserRow, links: Links = _no_links,
+              analysis: UserAnalysis | None = None) -> dict[str, Any]:
+    """A user; ``analysis`` adds classes and event counts, and the success counts and
+    rate come from the evaluations (feedback first) instead of feedback alone."""
     r = u.rollup
-    judged = r.success_count + r.failure_count
+    a = analysis
+    success, failure = ((a.success_count, a.failure_count) if a else
+                        (r.success_count, r.failure_count))
+    judged = success + failure
     return {
         "user_id": r.user_id,
         "task_count": r.task_count,
@@ -280,17 +407,21 @@ def user_json(u: UserRow, links: Links = _no_links) -> dict[str, Any]:
         "last_seen": ns_to_iso(r.last_seen_ns),
         "avg_session_duration_s": _seconds(u.avg_session_duration_ns),
         "avg_tasks_per_session": _round(u.avg_tasks_per_session),
-        "success_rate": round(r.success_count / judged, 6) if judged else None,
-        "success_count": r.success_count,
-        "failure_count": r.failure_count,
+        "success_rate": round(success / judged, 6) if judged else None,
+        "success_count": success,
+        "failure_count": failure,
         "error_count": r.error_count,
         "links": links(user_id=r.user_id, start_ns=r.first_seen_ns, end_ns=r.last_seen_ns),
+        "classes": [{"label": c.label, "reasons": list(c.reasons)} for c in a.classes]
+        if a else [],
+        "event_counts": dict(a.event_counts) if a else {},
     }
 
 
-def listing_json(listing: Listing[T], item_json: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
-    """A page of a list: ``{"items": [...], "total": N, "next_cursor": "..." | null}``."""
-    return {"items": [item_json(item) for item in listing.items], "total": listing.total,
+def listing_json(listing: Listing[Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A page of a list: ``{"items": [...], "total": N, "next_cursor": "..." | null}``,
+    ``items`` being the page's items as JSON."""
+    return {"items": items, "total": listing.total,
             "next_cursor": encode_cursor(listing.next_cursor)}
 
 
@@ -298,8 +429,8 @@ def _freshness(computed_at_ns: int, max_age_s: float) -> dict[str, Any]:
     return {"computed_at": ns_to_iso(computed_at_ns), "max_age_s": max_age_s}
 
 
-def session_insights_json(x: SessionInsights, computed_at_ns: int,
-                          max_age_s: float) -> dict[str, Any]:
+def session_insights_json(x: SessionInsights, computed_at_ns: int, max_age_s: float,
+                          outcomes: SessionOutcomes) -> dict[str, Any]:
     return {
         "session_count": x.session_count,
         "task_count": x.task_count,
@@ -319,12 +450,47 @@ def session_insights_json(x: SessionInsights, computed_at_ns: int,
              "top_inputs": [{"input": text, "sessions": n} for text, n in g.top_inputs]}
             for g in x.endings
         ],
+        **session_outcomes_json(outcomes),
+        **_freshness(computed_at_ns, max_age_s),
+    }
+
+
+def _day(day: int) -> str:
+    return (ns_to_iso(day * NS_PER_DAY) or "")[:10]
+
+
+def session_outcomes_json(x: SessionOutcomes) -> dict[str, Any]:
+    """The ``_OUTCOME_FIELDS`` part of the session insights."""
+    q = x.active_duration_quantiles
+    return {
+        "end_reasons": [{"end_reason": g.end_reason, "sessions": g.sessions,
+                         "examples": g.example_session_ids} for g in x.end_reasons],
+        "success_by_position": [
+            {"position": p, "success": s, "failure": f, "unknown": u,
+             "success_rate": round(s / (s + f), 6) if s + f else None}
+            for p, s, f, u in x.success_by_position],
+        "active_duration": {
+            "p50_s": _seconds(q["p50"]), "p90_s": _seconds(q["p90"]),
+            "p99_s": _seconds(q["p99"]), "max_s": _seconds(q["max"]),
+            "histogram": [{"min_s": lo / NS_PER_S, "max_s": (hi + 1) / NS_PER_S, "sessions": n}
+                          for lo, hi, n in x.active_duration_histogram]},
+    }
+
+
+def retention_json(x: Retention, computed_at_ns: int, max_age_s: float) -> dict[str, Any]:
+    return {
+        "period": x.period,
+        "cohorts": [{"start": _day(c.start), "users": c.users, "active": list(c.active)}
+                    for c in x.cohorts],
+        "new_vs_returning": [{"date": _day(day), "new": new, "returning": returning}
+                             for day, new, returning in x.new_vs_returning],
         **_freshness(computed_at_ns, max_age_s),
     }
 
 
 def user_insights_json(x: UserInsights, computed_at_ns: int, max_age_s: float,
-                       links: Links = _no_links) -> dict[str, Any]:
+                       links: Links = _no_links, class_counts: dict[str, int] | None = None,
+                       analyses: dict[str, UserAnalysis] | None = None) -> dict[str, Any]:
     return {
         "user_count": x.user_count,
         "avg_tasks_per_user": _round(x.avg_tasks_per_user),
@@ -334,6 +500,8 @@ def user_insights_json(x: UserInsights, computed_at_ns: int, max_age_s: float,
         "success_rate": _round(x.success_rate),
         "tasks_per_user": [{"min_tasks": lo, "max_tasks": hi, "users": n}
                            for lo, hi, n in x.tasks_per_user],
-        "top_users": [user_json(u, links) for u in x.top_users],
+        "top_users": [user_json(u, links, (analyses or {}).get(u.rollup.user_id))
+                      for u in x.top_users],
+        "class_counts": dict(class_counts or {}),
         **_freshness(computed_at_ns, max_age_s),
     }

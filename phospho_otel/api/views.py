@@ -31,14 +31,28 @@ from phospho_otel.api.params import (
 from phospho_otel.errors import NotFound
 from phospho_otel.insights import InsightsCache, session_insights, user_insights
 from phospho_otel.insights.cache import MAX_MAX_AGE_S
+from phospho_otel.insights.config import InsightsConfig
+from phospho_otel.insights.events import EventDefinition
+from phospho_otel.insights.sessions import session_outcomes
+from phospho_otel.insights.users import user_class_counts, user_retention
+from phospho_otel.model.analysis import (
+    END_REASONS,
+    EVALUATION_LABELS,
+    SESSION_STATES,
+    USER_CLASSES,
+)
+from phospho_otel.model.rollup import SessionRollup
 from phospho_otel.store.api import (
     SESSION_SORTS,
     TASK_SORTS,
     USER_SORTS,
     SessionFilter,
     Store,
+    StoreReader,
     TaskFilter,
+    TaskRow,
     UserFilter,
+    UserRow,
 )
 
 __all__ = ["VIEWS", "View", "ViewContext", "run_view", "view_named"]
@@ -52,6 +66,8 @@ class ViewContext:
     store: Store
     insights: InsightsCache
     jaeger_ui_url: str | None = None
+    insights_config: InsightsConfig | None = None
+    """The event definitions ``/api/events`` lists (None: the shipped defaults)."""
 
     def links(self, **ids: Any) -> dict[str, str] | None:
         """Jaeger UI links of a session's or user's traces (``trace_links``)."""
@@ -90,11 +106,30 @@ def run_view(view: View, ctx: ViewContext, path_params: Mapping[str, str],
 # ----------------------------------------------------------------------------- views
 
 
+def _tasks_json(reader: StoreReader, rows: list[TaskRow]) -> list[dict[str, Any]]:
+    """Tasks with their analyses."""
+    analyses = reader.task_analyses(r.task.task_id for r in rows)
+    return [serialize.task_json(r, analyses.get(r.task.task_id)) for r in rows]
+
+
+def _sessions_json(ctx: ViewContext, reader: StoreReader,
+                   sessions: list[SessionRollup]) -> list[dict[str, Any]]:
+    analyses = reader.session_analyses(s.session_id for s in sessions)
+    return [serialize.session_json(s, ctx.links, analyses.get(s.session_id)) for s in sessions]
+
+
+def _users_json(ctx: ViewContext, reader: StoreReader,
+                users: list[UserRow]) -> list[dict[str, Any]]:
+    analyses = reader.user_analyses(u.rollup.user_id for u in users)
+    return [serialize.user_json(u, ctx.links, analyses.get(u.rollup.user_id)) for u in users]
+
+
 def list_sessions(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
     start, end = time_range(args)
+    where = SessionFilter(start, end, args["user_id"], args["state"], args["end_reason"])
     with ctx.store.read() as reader:
-        found = reader.list_sessions(SessionFilter(start, end, args["user_id"]), page_from(args))
-    return serialize.listing_json(found, lambda s: serialize.session_json(s, ctx.links))
+        found = reader.list_sessions(where, page_from(args))
+        return serialize.listing_json(found, _sessions_json(ctx, reader, found.items))
 
 
 def get_session(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -103,17 +138,19 @@ def get_session(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
         session = reader.get_session(session_id)
         if session is None:
             raise NotFound(f"no session with id {session_id!r}")
-        tasks = reader.session_tasks(session_id, args["limit"], args["offset"])
-    out = serialize.session_json(session, ctx.links)
-    out["tasks"] = [serialize.task_json(t) for t in tasks]
+        out = _sessions_json(ctx, reader, [session])[0]
+        out["feedback"] = serialize.session_feedback_json(reader.session_events(session_id))
+        out["tasks"] = _tasks_json(
+            reader, reader.session_tasks(session_id, args["limit"], args["offset"]))
     return out
 
 
 def list_users(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
     start, end = time_range(args)
+    where = UserFilter(start, end, args["user_id"], args["class"])
     with ctx.store.read() as reader:
-        found = reader.list_users(UserFilter(start, end, args["user_id"]), page_from(args))
-    return serialize.listing_json(found, lambda u: serialize.user_json(u, ctx.links))
+        found = reader.list_users(where, page_from(args))
+        return serialize.listing_json(found, _users_json(ctx, reader, found.items))
 
 
 def get_user(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -122,46 +159,80 @@ def get_user(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
         user = reader.get_user(user_id)
         if user is None:
             raise NotFound(f"no user with id {user_id!r}")
-        sessions = reader.user_sessions(user_id, args["limit"])
-        tasks = reader.user_tasks(user_id, args["limit"])
-    out = serialize.user_json(user, ctx.links)
-    out["sessions"] = [serialize.session_json(s, ctx.links) for s in sessions]
-    out["tasks"] = [serialize.task_json(t) for t in tasks]
+        out = _users_json(ctx, reader, [user])[0]
+        out["sessions"] = _sessions_json(ctx, reader, reader.user_sessions(user_id, args["limit"]))
+        out["tasks"] = _tasks_json(reader, reader.user_tasks(user_id, args["limit"]))
     return out
 
 
 def list_tasks(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
     start, end = time_range(args)
-    where = TaskFilter(start, end, args["user_id"], args["session_id"])
+    where = TaskFilter(start, end, args["user_id"], args["session_id"], args["event"],
+                       args["evaluation"])
     with ctx.store.read() as reader:
         found = reader.list_tasks(where, page_from(args))
-    return serialize.listing_json(found, serialize.task_json)
+        return serialize.listing_json(found, _tasks_json(reader, found.items))
 
 
 def get_task(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
     task_id = args["task_id"]
     with ctx.store.read() as reader:
         task = reader.get_task(task_id)
-    if task is None:
-        raise NotFound(f"no task with id {task_id!r}")
-    return serialize.task_json(task)
+        if task is None:
+            raise NotFound(f"no task with id {task_id!r}")
+        return _tasks_json(reader, [task])[0]
 
 
 def sessions_insights(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
     start, end = time_range(args)
-    result = ctx.insights.get(session_insights, max_age_s=args["max_age_s"],
-                              where=SessionFilter(start, end, args["user_id"]),
+    where = SessionFilter(start, end, args["user_id"])
+    result = ctx.insights.get(session_insights, max_age_s=args["max_age_s"], where=where,
                               top_inputs=args["top"])
+    outcomes = ctx.insights.get(session_outcomes, max_age_s=args["max_age_s"], where=where,
+                                examples=args["top"])
     return serialize.session_insights_json(result.value, result.computed_at_ns,
-                                           result.max_age_s)
+                                           result.max_age_s, outcomes.value)
 
 
 def users_insights(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
     start, end = time_range(args)
     result = ctx.insights.get(user_insights, max_age_s=args["max_age_s"],
                               where=UserFilter(start, end), top=args["top"])
+    counts = ctx.insights.get(user_class_counts, max_age_s=args["max_age_s"])
+    with ctx.store.read() as reader:
+        analyses = reader.user_analyses(u.rollup.user_id for u in result.value.top_users)
     return serialize.user_insights_json(result.value, result.computed_at_ns, result.max_age_s,
-                                        ctx.links)
+                                        ctx.links, counts.value, analyses)
+
+
+def retention(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
+    result = ctx.insights.get(user_retention, max_age_s=args["max_age_s"],
+                              period=args["period"])
+    return serialize.retention_json(result.value, result.computed_at_ns, result.max_age_s)
+
+
+def _event_counts(reader: StoreReader) -> dict[str, int]:
+    return reader.event_counts()
+
+
+def _detector(d: EventDefinition) -> str:
+    return ("keywords" if d.keywords else "regex" if d.regex else
+            "llm" if d.llm_question else "python")
+
+
+def list_events(ctx: ViewContext, args: dict[str, Any]) -> dict[str, Any]:
+    config = ctx.insights_config or InsightsConfig()
+    result = ctx.insights.get(_event_counts, max_age_s=args["max_age_s"])
+    counts = result.value
+    names = [d.name for d in config.events]
+    out = [{"name": d.name, "scope": d.scope, "detector": _detector(d),
+            "description": d.description, "webhook": d.webhook is not None,
+            "tasks": counts.get(d.name, 0)} for d in config.events]
+    out += [{"name": name, "scope": "task", "detector": "python", "description":
+             "no longer defined", "webhook": False, "tasks": n}
+            for name, n in sorted(counts.items()) if name not in names]
+    return {"events": out, "computed_at": serialize.ns_to_iso(result.computed_at_ns),
+            "max_age_s": result.max_age_s}
 
 
 # ----------------------------------------------------------------------------- the table
@@ -176,9 +247,17 @@ _MAX_AGE = Param("max_age_s", "number",
                  "serve a cached result at most this old while data changes (0: compute now)",
                  None, 0.0, MAX_MAX_AGE_S)
 
+_STATE = Param("state", "choice", "only sessions in this state", choices=SESSION_STATES)
+_END_REASON = Param("end_reason", "choice", "only sessions that ended this way",
+                    choices=END_REASONS)
+_CLASS = Param("class", "choice", "only users in this class", choices=USER_CLASSES)
+_EVENT = Param("event", "text", "only tasks with this detected event")
+_EVALUATION = Param("evaluation", "choice", "only tasks with this evaluation label",
+                    choices=EVALUATION_LABELS)
+
 VIEWS: tuple[View, ...] = (
     View("list_sessions", "/api/sessions", "Sessions started in the time range",
-         (*range_params("sessions starting in [from, to)"), _USER,
+         (*range_params("sessions starting in [from, to)"), _USER, _STATE, _END_REASON,
           *page_params(SESSION_SORTS, "start_time")),
          "SessionList", list_sessions),
     View("get_session", "/api/sessions/{session_id}", "One session with its tasks in order",
@@ -187,7 +266,7 @@ VIEWS: tuple[View, ...] = (
           Param("offset", "int", "tasks to skip", 0, 0, MAX_OFFSET)),
          "SessionDetail", get_session, not_found=True),
     View("list_users", "/api/users", "Users active in the time range",
-         (*range_params("users active in [from, to)"), _USER,
+         (*range_params("users active in [from, to)"), _USER, _CLASS,
           *page_params(USER_SORTS, "last_seen")),
          "UserList", list_users),
     View("get_user", "/api/users/{user_id}", "One user with their latest sessions and tasks",
@@ -196,7 +275,7 @@ VIEWS: tuple[View, ...] = (
          "UserDetail", get_user, not_found=True),
     View("list_tasks", "/api/tasks", "Tasks started in the time range",
          (*range_params("tasks starting in [from, to)"), _USER,
-          Param("session_id", "text", "only this session's tasks"),
+          Param("session_id", "text", "only this session's tasks"), _EVENT, _EVALUATION,
           *page_params(TASK_SORTS, "start_time")),
          "TaskList", list_tasks),
     View("get_task", "/api/tasks/{task_id}", "One task", (_id("task_id", "task id"),),
@@ -209,6 +288,13 @@ VIEWS: tuple[View, ...] = (
          (*range_params("users active in [from, to)"),
           Param("top", "int", "how many top users to list", 10, 1, 100), _MAX_AGE),
          "UserInsights", users_insights),
+    View("retention", "/api/insights/retention",
+         "Retention cohorts by first-seen period, and new vs returning users per day",
+         (Param("period", "choice", "cohort period (default: day under two weeks of data,"
+                " else week)", choices=("day", "week")), _MAX_AGE),
+         "Retention", retention),
+    View("list_events", "/api/events", "Event definitions and how many tasks have each",
+         (_MAX_AGE,), "Events", list_events),
 )
 """Every ``/api`` view."""
 

@@ -1,4 +1,6 @@
-"""Session figures: how many, how long, how many tasks, per day, and what ends them."""
+"""Session figures: how many, how long, how many tasks, per day, and what ends them
+(``session_insights`` from the rollups; ``session_outcomes`` from the analyzer's end
+reasons, evaluations and active durations)."""
 
 from __future__ import annotations
 
@@ -6,9 +8,17 @@ import heapq
 import math
 from dataclasses import dataclass
 
-from phospho_otel.store.api import InsightReader, SessionFilter
+from phospho_otel.store.api import AnalysisReader, InsightReader, SessionFilter
 
-__all__ = ["EndingGroup", "SessionInsights", "quantile_ranks", "session_insights"]
+__all__ = [
+    "EndReasonGroup",
+    "EndingGroup",
+    "SessionInsights",
+    "SessionOutcomes",
+    "quantile_ranks",
+    "session_insights",
+    "session_outcomes",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,4 +114,65 @@ def session_insights(reader: InsightReader, *, where: SessionFilter | None = Non
         length_histogram=reader.session_lengths(where),
         sessions_per_day=reader.sessions_per_day(where),
         endings=_endings(reader, where, top_inputs),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EndReasonGroup:
+    """Ended sessions with one end reason, and a few of them (latest first)."""
+
+    end_reason: str
+    sessions: int
+    example_session_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOutcomes:
+    """How sessions end and how tasks fare along them (from the analyzer's results)."""
+
+    end_reasons: list[EndReasonGroup]
+    """Most sessions first."""
+    success_by_position: list[tuple[int, int, int, int]]
+    """``(position, success, failure, unknown)``; the last position counts every later one."""
+    active_duration_quantiles: dict[str, float | None]
+    """``p50``, ``p90``, ``p99`` and ``max`` active duration (ns) of the ended sessions."""
+    active_duration_histogram: list[tuple[int, int, int]]
+    """``(min ns, max ns, sessions)`` per power-of-two-seconds bucket, ascending."""
+
+
+MAX_POSITION = 20
+"""``success_by_position`` counts positions from this one on together."""
+NS_PER_S = 1_000_000_000
+
+
+def _sorted_quantile(values: list[int], q: float) -> float | None:
+    if not values:
+        return None
+    lo, weight = quantile_ranks(len(values), q)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * weight
+
+
+def session_outcomes(reader: AnalysisReader, *, where: SessionFilter | None = None,
+                     examples: int = 5) -> SessionOutcomes:
+    """End reasons with example sessions, success rate by task position, and the
+    distribution of the ended sessions' active durations."""
+    where = where or SessionFilter()
+    durations = reader.active_durations(where)
+    buckets: dict[int, int] = {}
+    for d in durations:
+        seconds = max(d // NS_PER_S, 1)
+        lo = 1 << (seconds.bit_length() - 1)
+        buckets[lo] = buckets.get(lo, 0) + 1
+    histogram = [((0 if lo == 1 else lo) * NS_PER_S, (2 * lo) * NS_PER_S - 1, buckets[lo])
+                 for lo in sorted(buckets)]
+    return SessionOutcomes(
+        end_reasons=[EndReasonGroup(r, n, ids) for r, n, ids in
+                     reader.end_reasons(where, examples)],
+        success_by_position=reader.success_by_position(MAX_POSITION),
+        active_duration_quantiles={
+            "p50": _sorted_quantile(durations, 0.5), "p90": _sorted_quantile(durations, 0.9),
+            "p99": _sorted_quantile(durations, 0.99),
+            "max": float(durations[-1]) if durations else None},
+        active_duration_histogram=histogram,
     )

@@ -1,13 +1,16 @@
-"""User figures: how many, tasks and sessions per user, success rate, top users."""
+"""User figures: how many, tasks and sessions per user, success rate, top users; the
+class counts and retention cohorts from the analyzer's results."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from phospho_otel.insights.retention import Retention, retention
 from phospho_otel.insights.sessions import quantile_ranks
-from phospho_otel.store.api import InsightReader, UserFilter, UserRow
+from phospho_otel.model.analysis import USER_CLASSES
+from phospho_otel.store.api import AnalysisReader, InsightReader, UserFilter, UserRow
 
-__all__ = ["UserInsights", "user_insights"]
+__all__ = ["UserInsights", "user_class_counts", "user_insights", "user_retention"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +60,14 @@ def user_insights(reader: InsightReader, *, where: UserFilter | None = None,
         tasks_per_user=[(lo, lo * 2 - 1, buckets[lo]) for lo in sorted(buckets)],
         top_users=reader.top_users(where, top),
     )
+
+
+def user_class_counts(reader: AnalysisReader) -> dict[str, int]:
+    """Users in each class (every class listed, 0 when empty)."""
+    counts = reader.class_counts()
+    return {label: counts.get(label, 0) for label in USER_CLASSES}
+
+
+def user_retention(reader: AnalysisReader, *, period: str | None = None) -> Retention:
+    """Retention cohorts and new vs returning users per day (``retention.retention``)."""
+    return retention(reader.user_days(), period)

@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONVENTION_PHOSPHO",
+    "SESSION_EVENT_KINDS",
     "TASK_STATUSES",
     "Extraction",
     "FeedbackRecord",
     "Origin",
+    "SessionEventRecord",
     "SpanRecord",
     "TaskFeedback",
     "TaskRecord",
@@ -111,6 +113,27 @@ class FeedbackRecord(NamedTuple):
     time_ns: int
 
 
+SESSION_EVENT_KINDS = ("end", "feedback")
+"""``SessionEventRecord.kind`` values."""
+
+
+class SessionEventRecord(NamedTuple):
+    """Something said of a whole session, from one span: its explicit end (the SDK's
+    ``end_session()`` or an OpenTelemetry ``session.end`` event) or feedback on it (the
+    SDK's ``user_feedback(session_id=...)``), at ``time_ns``."""
+
+    trace_id: bytes
+    span_id: bytes
+    session_id: str
+    kind: str
+    """One of ``SESSION_EVENT_KINDS``."""
+    flag: str | None
+    """``success`` or ``failure`` for feedback; None for an end."""
+    notes: str | None
+    source: str
+    time_ns: int
+
+
 class TaskFeedback(NamedTuple):
     """A task's latest feedback by time (of its ``FeedbackRecord``s): what the views show."""
 
@@ -138,3 +161,5 @@ class Extraction(NamedTuple):
     """``model.rollup.rollup(tasks)``, as if every task were new and had no feedback,
     computed by the aggregator off the store's writer thread; None when there are no
     tasks or a task id repeats. A store uses it only when that assumption holds."""
+    session_events: tuple[SessionEventRecord, ...] = ()
+    """Session ends and session feedback (``SessionEventRecord``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from phospho_otel.sdk._client import (
     LoggedTask,
+    end_session,
     flush,
     init,
     log,
@@ -22,6 +23,7 @@ __all__ = [
     "PhosphoSpanProcessor",
     "ProcessorStats",
     "TaskRun",
+    "end_session",
     "flush",
     "init",
     "log",

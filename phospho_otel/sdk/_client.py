@@ -1,5 +1,5 @@
-"""The module-level API: ``init``, ``log``, ``user_feedback``, ``flush``, ``shutdown``,
-``stats``. One client per process, created by ``init()``.
+"""The module-level API: ``init``, ``log``, ``user_feedback``, ``end_session``, ``flush``,
+``shutdown``, ``stats``. One client per process, created by ``init()``.
 
 The rest of the SDK reaches the client through ``current_client()``, ``tracer()`` and
 ``remember_task()``, never through this module's globals.
@@ -16,6 +16,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Mapping
+from time import time_ns
 from typing import Any
 
 from opentelemetry import trace
@@ -28,6 +29,7 @@ from phospho_otel.sdk._context import SESSION_ID, USER_ID, check_id, current_sco
 from phospho_otel.sdk._fastpath import FastPath
 from phospho_otel.sdk._serialize import flatten_metadata, raw_json, to_text
 from phospho_otel.sdk._settings import Settings, resolve_settings
+from phospho_otel.sdk._time import SpanTime, span_times, to_epoch_ns
 from phospho_otel.sdk.exporter import make_transport
 from phospho_otel.sdk.processor import PhosphoSpanProcessor, ProcessorStats
 from phospho_otel.semconv import (
@@ -35,6 +37,7 @@ from phospho_otel.semconv import (
     FeedbackFlagValues,
     IOAttributes,
     PhosphoAttributes,
+    SessionEventNames,
     SpanTypeValues,
 )
 
@@ -42,6 +45,7 @@ __all__ = [
     "Client",
     "LoggedTask",
     "current_client",
+    "end_session",
     "flush",
     "init",
     "log",
@@ -58,6 +62,8 @@ logger = logging.getLogger(__name__)
 TRACER_NAME = "phospho_otel"
 DEFAULT_TASK_NAME = "task"
 FEEDBACK_SPAN_NAME = "feedback"
+SESSION_END_SPAN_NAME = "session_end"
+SESSION_FEEDBACK_SPAN_NAME = "session_feedback"
 RECENT_TASKS = 10_000
 """Span contexts of this many recent tasks are kept, to link feedback spans to them."""
 
@@ -66,6 +72,8 @@ _VERSION_KEY = PhosphoAttributes.SEMCONV_VERSION
 _TASK_ID = PhosphoAttributes.TASK_ID
 _TASK = SpanTypeValues.TASK.value
 _FEEDBACK = SpanTypeValues.FEEDBACK.value
+_SESSION_END = SpanTypeValues.SESSION_END.value
+_SESSION_FEEDBACK = SpanTypeValues.SESSION_FEEDBACK.value
 _FLAGS = frozenset(v.value for v in FeedbackFlagValues)
 _MISSING: Any = object()
 
@@ -388,6 +396,8 @@ def log(
     session_id: str | None = None,
     user_id: str | None = None,
     name: str | None = None,
+    start_time: SpanTime | None = None,
+    end_time: SpanTime | None = None,
 ) -> LoggedTask:
     """Record one task (one operation of the LLM app) as one span, and return it.
 
@@ -401,11 +411,18 @@ def log(
         task_id: kept exactly when given; generated otherwise.
         session_id / user_id: default to the enclosing ``session(...)`` scope's.
         name: the span's name (operation name in trace viewers); ``"task"`` by default.
+        start_time / end_time: when the task started and ended (to backfill history or
+            replay it): a ``datetime`` (aware; a naive one is taken as UTC) or an int of
+            ns since the epoch. Neither: the span starts and ends now. Only one: the
+            span starts and ends then (zero duration). ``TypeError`` for another type
+            (bools and floats included), ``ValueError`` if the end is before the start.
 
     The span is a child of the current span, if any. Returns at once: export happens in
     the background.
     """
     check_task_args(input, metadata, task_id, name)
+    times = (None if start_time is None and end_time is None
+             else span_times(start_time, end_time))
     if task_id is None:
         task_id = new_task_id()
     session_id, user_id = _resolve_ids(session_id, user_id)
@@ -423,35 +440,23 @@ def log(
     fast = client.fast if client is not None else None
     context = None
     if fast is not None and fast.usable():
-        context = fast.instant(name or DEFAULT_TASK_NAME, attributes)
+        context = fast.instant(name or DEFAULT_TASK_NAME, attributes, None, times)
     if context is None:  # the ordinary SDK path
-        span = tracer().start_span(name or DEFAULT_TASK_NAME, kind=SpanKind.INTERNAL,
-                                   attributes=attributes)
-        span.end()
+        if times is None:
+            span = tracer().start_span(name or DEFAULT_TASK_NAME, kind=SpanKind.INTERNAL,
+                                       attributes=attributes)
+            span.end()
+        else:
+            span = tracer().start_span(name or DEFAULT_TASK_NAME, kind=SpanKind.INTERNAL,
+                                       attributes=attributes, start_time=times[0])
+            span.end(end_time=times[1])
         context = span.get_span_context()
     remember_task(task_id, context)
     return LoggedTask(task_id, session_id, user_id, context)
 
 
-def user_feedback(
-    task_id: str,
-    flag: str = "success",
-    notes: str | None = None,
-    source: str = "user",
-    *,
-    metadata: Mapping[str, Any] | None = None,
-    session_id: str | None = None,
-    user_id: str | None = None,
-) -> None:
-    """Attach feedback to a task after the fact, from any process.
-
-    Records a feedback span (``phospho.span.type="feedback"``) naming the task by
-    ``phospho.task.id``; when this process logged the task recently, the span also
-    links to the task's span. ``flag`` is ``"success"`` or ``"failure"``; ``source``
-    says who gave it (``"user"``, ``"owner"``, an evaluator's name...).
-    """
-    if not isinstance(task_id, str) or not task_id:
-        raise TypeError(f"task_id must be a non-empty str, got {task_id!r}")
+def _check_feedback_args(flag: Any, notes: Any, source: Any, metadata: Any) -> str:
+    """Raise for bad ``user_feedback()`` arguments; the flag's value."""
     flag_value = flag.value if isinstance(flag, FeedbackFlagValues) else flag
     if flag_value not in _FLAGS:
         raise ValueError(f"flag must be 'success' or 'failure', got {flag!r}")
@@ -461,14 +466,68 @@ def user_feedback(
         raise TypeError(f"source must be a non-empty str, got {source!r}")
     if metadata is not None and not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
+    return str(flag_value)
+
+
+def _instant_span(name: str, attributes: dict[str, Any], time: int | None,
+                  links: list[Link] | None = None, event: str | None = None,
+                  event_attributes: dict[str, Any] | None = None) -> None:
+    """Record a span that starts and ends at ``time`` (now when None) through the
+    ordinary SDK path, with an optional event at that time."""
+    span = tracer().start_span(name, kind=SpanKind.INTERNAL, attributes=attributes,
+                               links=links, start_time=time)
+    if event is not None:
+        span.add_event(event, event_attributes, timestamp=time)
+    span.end(end_time=time)
+
+
+def user_feedback(
+    task_id: str | None = None,
+    flag: str = "success",
+    notes: str | None = None,
+    source: str = "user",
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    at: SpanTime | None = None,
+) -> None:
+    """Attach feedback to a task, or to a whole session, after the fact, from any
+    process.
+
+    - ``user_feedback(task_id, flag)``: a feedback span (``phospho.span.type="feedback"``)
+      naming the task by ``phospho.task.id``; when this process logged the task
+      recently, the span also links to the task's span. ``session_id`` / ``user_id``
+      (default: the enclosing ``session(...)`` scope's) go on the span too.
+    - ``user_feedback(session_id=..., flag=...)`` without a task id: feedback on the
+      whole session, a ``session_feedback`` span with ``session.id``. The session must
+      be named explicitly: an enclosing ``session(...)`` scope's id is never taken for
+      it (a forgotten ``task_id`` must not become feedback on the whole session).
+
+    ``flag`` is ``"success"`` or ``"failure"``; ``source`` says who gave it (``"user"``,
+    ``"owner"``, an evaluator's name...); ``at`` is when it was given (a ``datetime``, a
+    naive one taken as UTC, or an int of ns since the epoch; now by default). Neither a
+    task id nor a session id: ``TypeError``.
+    """
+    if task_id is None:
+        if session_id is None:
+            raise TypeError(
+                "user_feedback() needs a task_id (feedback on one task) or session_id= "
+                "(feedback on a whole session)"
+            )
+    elif not isinstance(task_id, str) or not task_id:
+        raise TypeError(f"task_id must be a non-empty str, got {task_id!r}")
+    flag_value = _check_feedback_args(flag, notes, source, metadata)
+    time = None if at is None else to_epoch_ns("at", at)
     session_id, user_id = _resolve_ids(session_id, user_id)
     attributes: dict[str, Any] = {
-        _SPAN_TYPE: _FEEDBACK,
+        _SPAN_TYPE: _FEEDBACK if task_id is not None else _SESSION_FEEDBACK,
         _VERSION_KEY: SEMCONV_VERSION,
-        _TASK_ID: task_id,
-        PhosphoAttributes.FEEDBACK_FLAG: flag_value,
-        PhosphoAttributes.FEEDBACK_SOURCE: source,
     }
+    if task_id is not None:
+        attributes[_TASK_ID] = task_id
+    attributes[PhosphoAttributes.FEEDBACK_FLAG] = flag_value
+    attributes[PhosphoAttributes.FEEDBACK_SOURCE] = source
     if notes is not None:
         attributes[PhosphoAttributes.FEEDBACK_NOTES] = notes
     if session_id is not None:
@@ -477,12 +536,49 @@ def user_feedback(
         attributes[USER_ID] = user_id
     if metadata:
         attributes.update(flatten_metadata(metadata))
+    if task_id is None:
+        _instant_span(SESSION_FEEDBACK_SPAN_NAME, attributes, time)
+        return
     context = _recent.get(task_id)
     links = [Link(context, {_TASK_ID: task_id})] if context is not None else None
-    span = tracer().start_span(
-        FEEDBACK_SPAN_NAME, kind=SpanKind.INTERNAL, attributes=attributes, links=links
-    )
-    span.end()
+    _instant_span(FEEDBACK_SPAN_NAME, attributes, time, links)
+
+
+def end_session(
+    session_id: str | None = None,
+    *,
+    user_id: str | None = None,
+    at: SpanTime | None = None,
+) -> None:
+    """Mark a session as ended (the user closed the chat, the app knows it is over), from
+    any process.
+
+    Records a ``session_end`` span (``phospho.span.type="session_end"``) with
+    ``session.id`` (and ``user.id`` when known) carrying a ``session.end`` span event
+    (the OpenTelemetry session event) with ``session.id``. ``session_id`` / ``user_id``
+    default to the enclosing ``session(...)`` scope's; no session id: ``ValueError``.
+    ``at`` is when it ended (a ``datetime``, a naive one taken as UTC, or an int of ns
+    since the epoch; now by default). The aggregator ends the session then, with end
+    reason ``explicit`` unless its evidence says more; a later task reopens it.
+    """
+    time = None if at is None else to_epoch_ns("at", at)
+    session_id, user_id = _resolve_ids(session_id, user_id)
+    if session_id is None:
+        raise ValueError(
+            "end_session() needs a session: pass session_id, or call it inside "
+            "a phospho.session(...) scope"
+        )
+    attributes: dict[str, Any] = {
+        _SPAN_TYPE: _SESSION_END,
+        _VERSION_KEY: SEMCONV_VERSION,
+        SESSION_ID: session_id,
+    }
+    if user_id is not None:
+        attributes[USER_ID] = user_id
+    if time is None:
+        time = time_ns()  # the span and its event at the same instant
+    _instant_span(SESSION_END_SPAN_NAME, attributes, time, None, SessionEventNames.END,
+                  {SESSION_ID: session_id})
 
 
 def flush(timeout_s: float = 10.0) -> bool:

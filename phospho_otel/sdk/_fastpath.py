@@ -317,14 +317,19 @@ class FastPath:
         return kept, dropped
 
     def instant(self, name: str, attributes: dict[str, types.AnyValue],
-                parent_ctx: Context | None = None) -> SpanContext | None:
-        """Record a span that starts and ends now (``log()``) and return its context;
-        None if it could not be built (the fast path is then off: use the SDK path)."""
+                parent_ctx: Context | None = None,
+                times: tuple[int, int] | None = None) -> SpanContext | None:
+        """Record a finished span (``log()``) and return its context; None if it could
+        not be built (the fast path is then off: use the SDK path). ``times``: its
+        (start, end) ns; by default it starts and ends now."""
         if parent_ctx is None:
             parent_ctx = otel_context.get_current()
         context, parent, sampling = self._context(name, attributes, parent_ctx)
         if sampling.decision.is_recording():  # type: ignore[no-untyped-call]  # unannotated in OTel
-            now = time_ns()
+            if times is None:
+                start = end = time_ns()
+            else:
+                start, end = times
             # the first attributes: the sampler's, then the session stamp (as on_start);
             # inlined here and in start(): the hot path
             own = dict(sampling.attributes) if sampling.attributes else {}
@@ -338,7 +343,7 @@ class FastPath:
                     name, context, parent, self.tracer.resource,
                     own if len(own) <= self._room
                     else compat.counted_attributes(*self._over_limit(sampling, stamp)),
-                    now, self.scope,
+                    start, end, self.scope,
                 )
             except Exception as exc:
                 self.failed(exc)

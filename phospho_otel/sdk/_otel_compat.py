@@ -244,14 +244,16 @@ def instant_span(
     parent: SpanContext | None,
     resource: Resource,
     attributes: types.Attributes,
-    time: int,
+    start_time: int,
+    end_time: int,
     scope: InstrumentationScope | None,
 ) -> ReadableSpan:
-    """An ended span of kind INTERNAL that starts and ends at ``time``, without events,
-    links or status (``log()``'s); what ``readable_span`` gives with those empty, with
-    the fewest arguments (it is on the hot path). Raises what the constructor raises."""
+    """An ended span of kind INTERNAL from ``start_time`` to ``end_time``, without
+    events, links or status (``log()``'s); what ``readable_span`` gives with those empty,
+    with the fewest arguments (it is on the hot path). Raises what the constructor
+    raises."""
     return ReadableSpan(name=name, context=context, parent=parent, resource=resource,
-                        attributes=attributes, start_time=time, end_time=time,
+                        attributes=attributes, start_time=start_time, end_time=end_time,
                         instrumentation_scope=scope)
 
 

@@ -28,6 +28,7 @@ from phospho_otel.api.jaeger import jaeger_routes
 from phospho_otel.api.routes import api_routes
 from phospho_otel.api.views import ViewContext
 from phospho_otel.insights import InsightsCache
+from phospho_otel.insights.config import InsightsConfig
 from phospho_otel.receiver.auth import (
     BearerAuthMiddleware,
     BearerToken,
@@ -47,12 +48,13 @@ async def _healthz(request: Request) -> Response:
 
 
 def create_app(store: Store, ingestor: Ingestor, settings: ServerSettings, *,
-               budget: ByteBudget | None = None) -> Starlette:
+               budget: ByteBudget | None = None,
+               insights_config: InsightsConfig | None = None) -> Starlette:
     """The Starlette app serving ``store`` and feeding ``ingestor``; see the module doc.
     ``budget`` bounds the bytes of ingest requests in progress (one of
     ``settings.max_buffered_bytes`` if not given; the server shares its with gRPC)."""
     views = ViewContext(store, InsightsCache(store, max_age_s=settings.insights_max_age_s),
-                        settings.jaeger_ui_url)
+                        settings.jaeger_ui_url, insights_config)
     if budget is None:
         budget = ByteBudget(settings.max_buffered_bytes)
     routes: list[BaseRoute] = [

@@ -28,13 +28,15 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from phospho_otel.aggregator.ingest import Ingestor
+from phospho_otel.insights.analyzer import Analyzer
+from phospho_otel.insights.config import load_config
 from phospho_otel.receiver.budget import ByteBudget
 from phospho_otel.receiver.grpc import start_grpc_server
 from phospho_otel.server.app import create_app
 from phospho_otel.server.connections import ConnectionLimits, guarded_protocol
 from phospho_otel.server.settings import ServerSettings
 from phospho_otel.store import open_store
-from phospho_otel.store.api import Store, StoreWriter
+from phospho_otel.store.api import AnalysisStore, Store, StoreWriter
 
 if TYPE_CHECKING:
     import grpc
@@ -144,6 +146,7 @@ class AggregatorServer:
         self.settings = settings
         self._writer = writer
         self.store: Store | None = None
+        self.analyzer: Analyzer | None = None
         self.ingestor: Ingestor | None = None
         self._grpc: grpc.Server | None = None
         self._uvicorn: uvicorn.Server | None = None
@@ -174,7 +177,10 @@ class AggregatorServer:
             self._sock = sock
             self.http_port = int(sock.getsockname()[1])
             _check_grpc_port(s.host, s.grpc_port)
+            insights = load_config(s.insights)
             self.store = open_store(s.store, synchronous=s.sqlite_synchronous)
+            if s.analyzer_interval_s > 0 and isinstance(self.store, AnalysisStore):
+                self.analyzer = Analyzer(self.store, insights, interval_s=s.analyzer_interval_s)
             writer = self._writer(self.store) if self._writer is not None else self.store
             self.ingestor = Ingestor(writer, max_pending_spans=s.max_pending_spans,
                                      max_group_spans=s.max_group_spans,
@@ -191,7 +197,8 @@ class AggregatorServer:
                 max_connections=max_connections,
                 handshake_timeout_s=s.header_timeout_s,
             )
-            app = create_app(self.store, self.ingestor, s, budget=budget)
+            app = create_app(self.store, self.ingestor, s, budget=budget,
+                             insights_config=insights)
             limits = ConnectionLimits(header_timeout_s=s.header_timeout_s,
                                       body_timeout_s=s.body_timeout_s,
                                       body_min_rate=s.body_min_rate,
@@ -222,6 +229,8 @@ class AggregatorServer:
             # uvicorn's backlog is also how many connections asyncio accepts in one go
             # (see _descriptor_shares); the kernel's queue can stay long.
             sock.listen(BACKLOG)
+            if self.analyzer is not None:
+                self.analyzer.start()
         except BaseException:
             self.stop()
             raise
@@ -246,6 +255,9 @@ class AggregatorServer:
         if self.ingestor is not None:
             self.ingestor.close()
             self.ingestor = None
+        if self.analyzer is not None:
+            self.analyzer.stop()
+            self.analyzer = None
         if self.store is not None:
             self.store.close()
             self.store = None

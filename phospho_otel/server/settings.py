@@ -138,6 +138,14 @@ class ServerSettings:
         2.0, "PHOSPHO_INSIGHTS_MAX_AGE_S", ("--insights-max-age", "--insights-max-age-s"),
         float, "seconds an insights result may be served while data changes (0: compute "
         "every request)", lo=0.0, hi=3600.0)
+    insights: str | None = _setting(
+        None, "PHOSPHO_INSIGHTS", "--insights", str,
+        "insights configuration, a TOML or YAML file: event definitions, LLM judge, session "
+        "and user-class thresholds (docs/insights.md); none: the shipped defaults")
+    analyzer_interval_s: float = _setting(
+        0.5, "PHOSPHO_ANALYZER_INTERVAL_S", "--analyzer-interval", float,
+        "seconds between the analyzer's passes over new tasks (evaluations, events, session "
+        "endings, user classes); 0: no analyzer", lo=0.0, hi=3600.0)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -32,7 +32,13 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from phospho_otel.model.records import Extraction, TaskFeedback, TaskRecord
+from phospho_otel.model.analysis import SessionAnalysis, TaskAnalysis, UserAnalysis
+from phospho_otel.model.records import (
+    Extraction,
+    SessionEventRecord,
+    TaskFeedback,
+    TaskRecord,
+)
 from phospho_otel.model.rollup import SessionRollup, UserRollup
 from phospho_otel.semconv import SessionAttributes, UserAttributes
 
@@ -45,10 +51,14 @@ __all__ = [
     "TASK_SORTS",
     "USER_SORTS",
     "USER_TAG",
+    "AnalysisReader",
+    "AnalysisStore",
+    "AnalysisUpdate",
     "Ending",
     "InsightReader",
     "Listing",
     "Page",
+    "PendingAnalysis",
     "SessionFilter",
     "SessionTotals",
     "Store",
@@ -61,6 +71,7 @@ __all__ = [
     "TraceQuery",
     "TraceReader",
     "TraceSpan",
+    "UserFacts",
     "UserFilter",
     "UserRow",
     "UserTotals",
@@ -137,11 +148,14 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class SessionFilter:
-    """Sessions started in ``[from_ns, to_ns)``, optionally of one user."""
+    """Sessions started in ``[from_ns, to_ns)``, optionally of one user, in one state
+    (``active``: not analysed yet counts as active) and with one end reason."""
 
     from_ns: int | None = None
     to_ns: int | None = None
     user_id: str | None = None
+    state: str | None = None
+    end_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,16 +166,21 @@ class UserFilter:
     from_ns: int | None = None
     to_ns: int | None = None
     user_id: str | None = None
+    user_class: str | None = None
+    """Only users in this class (``model.analysis.USER_CLASSES``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class TaskFilter:
-    """Tasks started in ``[from_ns, to_ns)``, optionally of one user and/or session."""
+    """Tasks started in ``[from_ns, to_ns)``, optionally of one user and/or session, with
+    one detected event and/or one evaluation label."""
 
     from_ns: int | None = None
     to_ns: int | None = None
     user_id: str | None = None
     session_id: str | None = None
+    event: str | None = None
+    evaluation: str | None = None
 
 
 class TaskRow(NamedTuple):
@@ -305,6 +324,126 @@ class InsightReader(Protocol):
         ...
 
 
+# ----------------------------------------------------------------------------- analysis
+
+
+class PendingAnalysis(NamedTuple):
+    """Work for the analyzer: tasks that are new or changed (a newer version, new
+    feedback) and sessions with new session events, since the last ``write_analysis``.
+    Hand ``token`` back to ``write_analysis`` with the results: that marks exactly this
+    work done (work that arrives meanwhile stays pending)."""
+
+    tasks: list[tuple[str, str | None]]
+    """``(task id, session id or None)``."""
+    session_ids: list[str]
+    token: tuple[int, int]
+
+
+class UserFacts(NamedTuple):
+    """What the user classes are decided from (``insights.classes``)."""
+
+    user_id: str
+    first_seen_ns: int | None
+    last_seen_ns: int | None
+    task_count: int
+    session_count: int
+    tasks_in_window: int
+    sessions_in_window: int
+    active_days_in_window: int
+    evaluated_count: int
+    """Tasks evaluated ``success`` or ``failure``."""
+    failure_count: int
+    sessions_ended: int
+    sessions_ended_after_failure: int
+    """Ended ``abandoned_after_failure``, ``abandoned_after_error`` or ``frustrated``."""
+    rephrase_count: int
+    """Tasks evaluated a failure because the next input rephrased them."""
+    event_counts: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisUpdate:
+    """One transaction of the analyzer's results, and the work it completes."""
+
+    tasks: Sequence[TaskAnalysis] = ()
+    sessions: Sequence[SessionAnalysis] = ()
+    users: Sequence[UserAnalysis] | None = None
+    """When given, the classes of **every** user (users left out have no class)."""
+    token: tuple[int, int] | None = None
+    """``PendingAnalysis.token`` of the work these results complete."""
+
+
+class AnalysisReader(Protocol):
+    """What the analyzer reads and the views show of its results."""
+
+    def pending_analysis(self, limit: int) -> PendingAnalysis:
+        """Up to about ``limit`` items of pending work, oldest first."""
+        ...
+
+    def task_analyses(self, task_ids: Iterable[str]) -> dict[str, TaskAnalysis]:
+        ...
+
+    def session_analyses(self, session_ids: Iterable[str]) -> dict[str, SessionAnalysis]:
+        ...
+
+    def user_analyses(self, user_ids: Iterable[str]) -> dict[str, UserAnalysis]:
+        ...
+
+    def session_events(self, session_id: str) -> list[SessionEventRecord]:
+        """A session's ends and feedback, by time."""
+        ...
+
+    def sessions_idle_since(self, before_ns: int, limit: int) -> list[str]:
+        """Active sessions (analysed as active) with no activity since ``before_ns``."""
+        ...
+
+    def judge_pending(self, limit: int) -> list[str]:
+        """Tasks whose LLM-judge verdict is still to come, oldest first."""
+        ...
+
+    def user_facts(self, window_from_ns: int) -> list[UserFacts]:
+        """Every user's facts, the window counts from ``window_from_ns`` on."""
+        ...
+
+    def latest_activity_ns(self) -> int | None:
+        """The latest task end in the store (None when empty)."""
+        ...
+
+    def user_days(self) -> list[tuple[str, int]]:
+        """``(user_id, UTC day since the epoch)`` of every day each user had a task."""
+        ...
+
+    def event_counts(self) -> dict[str, int]:
+        """Tasks with each detected event, by event name."""
+        ...
+
+    def end_reasons(self, where: SessionFilter, examples: int) -> list[tuple[str, int, list[str]]]:
+        """``(end_reason, sessions, up to `examples` session ids, latest first)``."""
+        ...
+
+    def success_by_position(self, max_position: int) -> list[tuple[int, int, int, int]]:
+        """``(position, success, failure, unknown)`` of tasks by their place in their
+        session, the last entry counting every position from ``max_position`` on."""
+        ...
+
+    def active_durations(self, where: SessionFilter) -> list[int]:
+        """Every ended session's active duration (ns), ascending."""
+        ...
+
+    def class_counts(self) -> dict[str, int]:
+        """Users in each class."""
+        ...
+
+
+@runtime_checkable
+class AnalysisStore(Protocol):
+    """A store that keeps the analyzer's results (the SQLite backend does)."""
+
+    def write_analysis(self, update: AnalysisUpdate) -> None:
+        """Store the results in one durable transaction and mark their work done."""
+        ...
+
+
 # ----------------------------------------------------------------------------- traces
 
 SESSION_TAG = SessionAttributes.SESSION_ID
@@ -407,7 +546,7 @@ class TraceReader(Protocol):
 # ----------------------------------------------------------------------------- the store
 
 
-class StoreReader(ViewReader, InsightReader, TraceReader, Protocol):
+class StoreReader(ViewReader, InsightReader, AnalysisReader, TraceReader, Protocol):
     """Everything a consistent snapshot of the store answers."""
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from phospho_otel.model.records import Extraction, FeedbackRecord, TaskRecord
+from phospho_otel.model.records import Extraction, FeedbackRecord, SessionEventRecord, TaskRecord
 from phospho_otel.store.api import WriteResult
 
 __all__ = ["only_new", "write_result"]
 
-_R = TypeVar("_R", TaskRecord, FeedbackRecord)
+_R = TypeVar("_R", TaskRecord, FeedbackRecord, SessionEventRecord)
 
 
 def only_new(records: list[_R], new_keys: set[tuple[bytes, bytes]]) -> list[_R]:

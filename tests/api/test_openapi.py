@@ -50,6 +50,11 @@ def resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+MAY_BE_EMPTY = {"events", "end_evidence", "classes", "examples", "reasons"}
+"""Arrays a scripted item may hold nothing in (a task with no event, a user in no class);
+each is filled in some item of the data set, which ``test_field_tables`` sees."""
+
+
 def check_shape(doc: dict[str, Any], schema: dict[str, Any], value: Any, where: str) -> int:
     """Assert that ``value`` has exactly the schema's properties, at every depth, and
     values of its types; returns how many objects were compared."""
@@ -69,6 +74,8 @@ def check_shape(doc: dict[str, Any], schema: dict[str, Any], value: Any, where: 
         for key, sub in schema["properties"].items():
             compared += check_shape(doc, sub, value[key], f"{where}.{key}")
     if schema.get("type") == "array":
+        if not value and where.rsplit(".", 1)[-1] in MAY_BE_EMPTY:
+            return compared
         assert value, f"{where}: empty; the data set should fill it"
         for i, item in enumerate(value):
             compared += check_shape(doc, schema["items"], item, f"{where}[{i}]")
@@ -200,7 +207,7 @@ class TestResponses:
         assert list(session) == list(serialize.SESSION_FIELDS)
         assert list(user) == list(serialize.USER_FIELDS)
         assert list(task) == list(serialize.TASK_FIELDS)
-        assert keys("/api/sessions/s1") == [*serialize.SESSION_FIELDS, "tasks"]
+        assert keys("/api/sessions/s1") == [*serialize.SESSION_FIELDS, "feedback", "tasks"]
         assert keys("/api/users/alice") == [*serialize.USER_FIELDS, "sessions", "tasks"]
         assert keys("/api/tasks/a1") == list(serialize.TASK_FIELDS)
         assert keys("/api/insights/sessions") == list(serialize.SESSION_INSIGHTS_FIELDS)

@@ -10,6 +10,7 @@ import pytest
 from phospho_otel.api import serialize
 from phospho_otel.errors import BadRequest
 from phospho_otel.insights import session_insights, user_insights
+from phospho_otel.insights.sessions import session_outcomes
 from phospho_otel.store import open_store
 from tests.support.dataset import write_scripted
 
@@ -57,14 +58,14 @@ class TestShapes:
             write_scripted(store)
             with store.read() as r:
                 task, session, user = r.get_task("a1"), r.get_session("s1"), r.get_user("alice")
-                si, ui = session_insights(r), user_insights(r)
+                si, ui, so = session_insights(r), user_insights(r), session_outcomes(r)
         finally:
             store.close()
         assert task is not None and session is not None and user is not None
         assert list(serialize.task_json(task)) == list(serialize.TASK_FIELDS)
         assert list(serialize.session_json(session)) == list(serialize.SESSION_FIELDS)
         assert list(serialize.user_json(user)) == list(serialize.USER_FIELDS)
-        assert list(serialize.session_insights_json(si, 0, 1.0)) == list(
+        assert list(serialize.session_insights_json(si, 0, 1.0, so)) == list(
             serialize.SESSION_INSIGHTS_FIELDS)
         assert list(serialize.user_insights_json(ui, 0, 1.0)) == list(
             serialize.USER_INSIGHTS_FIELDS)

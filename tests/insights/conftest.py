@@ -30,7 +30,10 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def client(db_path: Path) -> Iterator[httpx.Client]:
     """An HTTP client on a real aggregator (free ports) serving ``db_path``."""
-    settings = ServerSettings(store=str(db_path), http_port=0, grpc_port=0)
+    # the file is analysed already (``write_scripted_file``): no analyzer, so that the
+    # server answers exactly what the file holds
+    settings = ServerSettings(store=str(db_path), http_port=0, grpc_port=0,
+                              analyzer_interval_s=0)
     with AggregatorServer(settings) as srv, httpx.Client(
             base_url=srv.http_url, timeout=10, trust_env=False) as c:
         yield c

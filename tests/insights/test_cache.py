@@ -19,6 +19,8 @@ from phospho_otel.insights import (
     session_insights,
     user_insights,
 )
+from phospho_otel.insights.sessions import session_outcomes
+from phospho_otel.insights.users import user_class_counts
 from phospho_otel.server import AggregatorServer, ServerSettings
 from phospho_otel.store import open_store
 from phospho_otel.store.api import SessionFilter, Store, StoreReader, UserFilter
@@ -188,9 +190,14 @@ class TestOverHttp:
         store = open_store(str(db_path), read_only=True)
         try:
             with store.read() as reader:
+                alice = SessionFilter(user_id="alice")
                 exact = session_insights_json(
-                    session_insights(reader, where=SessionFilter(user_id="alice")), 0, 0)
-                exact_users = user_insights_json(user_insights(reader, where=UserFilter()), 0, 0)
+                    session_insights(reader, where=alice), 0, 0,
+                    session_outcomes(reader, where=alice))
+                figures = user_insights(reader, where=UserFilter())
+                exact_users = user_insights_json(
+                    figures, 0, 0, class_counts=user_class_counts(reader),
+                    analyses=reader.user_analyses(u.rollup.user_id for u in figures.top_users))
         finally:
             store.close()
         assert served.pop("max_age_s") == 2.0

@@ -83,11 +83,22 @@ def write_scripted(store: StoreWriter, seed: int = 0) -> None:
     write(store, *scripted_requests(seed))
 
 
+ANALYZED_AT = "2026-01-13T00:00:00Z"
+"""The "now" the data set file is analysed at: after every session's inactivity timeout."""
+
+
 def write_scripted_file(path: Path, seed: int = 0) -> Path:
-    """A new SQLite store file at ``path`` holding the data set; returns ``path``."""
+    """A new SQLite store file at ``path`` holding the data set, analysed by the insights'
+    analyzer as of ``ANALYZED_AT`` (every session ended); returns ``path``."""
+    from phospho_otel.insights.analyzer import Analyzer
+
     store = open_store(str(path))
     try:
         write_scripted(store, seed)
+        analyzer = Analyzer(store, clock=lambda: iso_ns(ANALYZED_AT), classify_every_s=0)
+        while analyzer.run_once():
+            pass
+        analyzer.stop()
     finally:
         store.close()
     return path

@@ -25,7 +25,10 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def server(db_path: Path) -> Iterator[AggregatorServer]:
     """A real aggregator on free ports serving the scripted data set."""
-    settings = ServerSettings(store=str(db_path), http_port=0, grpc_port=0)
+    # the file is analysed already (``write_scripted_file``): no analyzer, so that the
+    # server answers exactly what the file holds
+    settings = ServerSettings(store=str(db_path), http_port=0, grpc_port=0,
+                              analyzer_interval_s=0)
     with AggregatorServer(settings) as srv:
         yield srv
 

@@ -34,6 +34,7 @@ from phospho_otel.store.clickhouse.connection import ClientPool, Endpoint, failu
 from phospho_otel.store.clickhouse.insights import ClickHouseInsights
 from phospho_otel.store.clickhouse.traces import ClickHouseTraces
 from phospho_otel.store.clickhouse.writer import ClickHouseWriter, committed
+from phospho_otel.store.no_analysis import NoAnalysis
 
 __all__ = ["ClickHouseReader", "ClickHouseStore"]
 
@@ -43,7 +44,7 @@ _ALREADY_EXISTS = frozenset({57, 82})
 """TABLE_ALREADY_EXISTS, DATABASE_ALREADY_EXISTS: another replica created it first."""
 
 
-class ClickHouseReader(ClickHouseInsights, ClickHouseTraces):
+class ClickHouseReader(ClickHouseInsights, NoAnalysis, ClickHouseTraces):
     """``store.api.StoreReader`` on one client, at the snapshot of batch ``snapshot``."""
 
     def __init__(self, client: Client, db: str, snapshot: int, version: float) -> None:

@@ -35,6 +35,7 @@ from phospho_otel.store.clickhouse.rollups import (
     tasks_sql,
     users_sql,
 )
+from phospho_otel.store.no_analysis import refuse_analysis_filters
 
 __all__ = ["ClickHouseViews", "session_conditions", "user_conditions", "user_row"]
 
@@ -91,6 +92,7 @@ def _time(column: str, from_ns: int | None, to_ns: int | None, where: list[str],
 
 def session_conditions(f: SessionFilter) -> tuple[list[str], dict[str, Any]]:
     """Conditions (on ``sessions_sql``'s columns) and parameters of a session filter."""
+    refuse_analysis_filters("ClickHouse", f)
     where: list[str] = []
     params: dict[str, Any] = {}
     if f.user_id is not None:
@@ -103,6 +105,7 @@ def session_conditions(f: SessionFilter) -> tuple[list[str], dict[str, Any]]:
 def user_conditions(f: UserFilter) -> tuple[list[str], dict[str, Any]]:
     """Conditions of a user filter: active in the range means last seen at or after
     ``from``, first seen before ``to``."""
+    refuse_analysis_filters("ClickHouse", f)
     where: list[str] = []
     params: dict[str, Any] = {}
     if f.user_id is not None:
@@ -231,6 +234,7 @@ class ClickHouseViews:
 
     def list_tasks(self, where: TaskFilter, page: Page, *,
                    with_total: bool = True) -> Listing[TaskRow]:
+        refuse_analysis_filters("ClickHouse", where)
         conditions: list[str] = []
         params: dict[str, Any] = {}
         task_filter = ""

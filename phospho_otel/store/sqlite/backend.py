@@ -43,8 +43,9 @@ from pathlib import Path
 
 from phospho_otel.errors import StoreClosed, StoreError
 from phospho_otel.model.records import Extraction
-from phospho_otel.store.api import WriteResult
+from phospho_otel.store.api import AnalysisUpdate, WriteResult
 from phospho_otel.store.sqlite import files, migrations
+from phospho_otel.store.sqlite.analysis import SQLiteAnalysis, write_analysis
 from phospho_otel.store.sqlite.insights import SQLiteInsights
 from phospho_otel.store.sqlite.traces import SQLiteTraces
 from phospho_otel.store.sqlite.views import SQLiteViews
@@ -83,7 +84,7 @@ WAL_RETRY_S = 1.0
 most this often."""
 
 
-class SQLiteReader(SQLiteViews, SQLiteInsights, SQLiteTraces):
+class SQLiteReader(SQLiteViews, SQLiteInsights, SQLiteAnalysis, SQLiteTraces):
     """``store.api.StoreReader`` over one connection inside one read transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -282,6 +283,18 @@ class SQLiteStore:
                 self._checkpoint_wanted.set()
                 self._bound_wal()
         return results
+
+    def write_analysis(self, update: AnalysisUpdate) -> None:
+        """Store the analyzer's results (``store.api.AnalysisStore``): one durable
+        transaction on the writer connection, between two ingest writes."""
+        with self._write_lock:
+            self._check_open()
+            if self._conn is None:
+                raise StoreError(f"{self.path} is open read-only")
+            try:
+                write_analysis(self._conn, update, time.time_ns())
+            except (sqlite3.Error, OverflowError) as exc:
+                raise files.failure(exc, self.path) from exc
 
     def _bound_wal(self) -> None:
         """Under sustained writes a passive checkpoint never reaches the end of the WAL,

@@ -168,6 +168,107 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE INDEX IF NOT EXISTS users_by_task_count ON users(task_count);
 CREATE INDEX IF NOT EXISTS users_by_last_seen ON users(last_seen_ns);
 
+-- session ends and session feedback (model.records.SessionEventRecord)
+CREATE TABLE IF NOT EXISTS session_events (
+    trace_id   BLOB NOT NULL,
+    span_id    BLOB NOT NULL,
+    session_id TEXT NOT NULL,
+    kind       TEXT NOT NULL,  -- 'end' | 'feedback'
+    flag       TEXT,
+    notes      TEXT,
+    source     TEXT NOT NULL,
+    time_ns    INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS session_events_by_session ON session_events(session_id, time_ns);
+
+-- ---- the analyzer's work and results (store/sqlite/analysis.py) ----
+-- New tasks are found by tasks.rowid (meta 'analysis_tasks_after'); this queue holds the
+-- rest: 't' a known task replaced or given feedback, 's' a session with a new event.
+CREATE TABLE IF NOT EXISTS analysis_queue (
+    seq  INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    key  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS task_analysis (
+    task_id         TEXT PRIMARY KEY,
+    session_id      TEXT,
+    user_id         TEXT,
+    start_ns        INTEGER NOT NULL,
+    position        INTEGER,
+    eval_label      TEXT NOT NULL,   -- success | failure | unknown
+    eval_score      REAL NOT NULL,
+    eval_source     TEXT NOT NULL,
+    eval_reason     TEXT NOT NULL,
+    events          TEXT NOT NULL,   -- JSON [[name, source, score, scope], ...]
+    sentiment_score REAL,
+    sentiment_label TEXT,
+    language        TEXT,
+    judge_pending   INTEGER NOT NULL DEFAULT 0,
+    analyzed_ns     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS task_analysis_by_label ON task_analysis(eval_label, start_ns);
+CREATE INDEX IF NOT EXISTS task_analysis_judge ON task_analysis(analyzed_ns)
+    WHERE judge_pending = 1;
+CREATE TABLE IF NOT EXISTS task_events (
+    name     TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    task_id  TEXT NOT NULL,
+    PRIMARY KEY (name, start_ns, task_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS session_analysis (
+    session_id         TEXT PRIMARY KEY,
+    user_id            TEXT,
+    state              TEXT NOT NULL,   -- active | ended
+    last_activity_ns   INTEGER NOT NULL,
+    ended_ns           INTEGER,
+    end_reason         TEXT,
+    end_evidence       TEXT NOT NULL,   -- JSON [sentence, ...]
+    active_duration_ns INTEGER NOT NULL,
+    eval_label         TEXT,
+    eval_score         REAL,
+    eval_source        TEXT,
+    eval_reason        TEXT,
+    event_counts       TEXT NOT NULL,   -- JSON {name: count}
+    analyzed_ns        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_analysis_by_state
+    ON session_analysis(state, last_activity_ns);
+CREATE INDEX IF NOT EXISTS session_analysis_by_reason
+    ON session_analysis(end_reason, ended_ns) WHERE end_reason IS NOT NULL;
+CREATE TABLE IF NOT EXISTS user_analysis (
+    user_id       TEXT PRIMARY KEY,
+    classes       TEXT NOT NULL DEFAULT '[]',  -- JSON [[label, [reason, ...]], ...]
+    success_count INTEGER NOT NULL DEFAULT 0,  -- tasks evaluated success (kept by deltas)
+    failure_count INTEGER NOT NULL DEFAULT 0,
+    rephrase_count INTEGER NOT NULL DEFAULT 0,
+    analyzed_ns   INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS user_classes (
+    label   TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (label, user_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS user_events (
+    user_id TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    count   INTEGER NOT NULL,
+    PRIMARY KEY (user_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS user_days (
+    user_id TEXT NOT NULL,
+    day     INTEGER NOT NULL,  -- UTC days since the epoch
+    tasks   INTEGER NOT NULL,
+    PRIMARY KEY (user_id, day)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS user_days_by_day ON user_days(day, user_id);
+CREATE TABLE IF NOT EXISTS position_stats (
+    position INTEGER PRIMARY KEY,  -- capped at analysis.MAX_POSITION
+    success  INTEGER NOT NULL DEFAULT 0,
+    failure  INTEGER NOT NULL DEFAULT 0,
+    unknown  INTEGER NOT NULL DEFAULT 0
+);
+
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,  -- e.g. spans_received, spans_duplicate, tasks_skipped_invalid
     value INTEGER NOT NULL

@@ -53,6 +53,9 @@ assert tuple(_TASK_SORT_SQL) == TASK_SORTS
 _SESSION_COLUMNS = ", ".join(SessionRollup._fields)
 _USER_COLUMNS = ", ".join(UserRollup._fields)
 _TASK_COLUMNS = ", ".join((*TaskRecord._fields, *FEEDBACK_COLUMNS))
+_TASK_COLUMNS_T = ", ".join(f"t.{c}" for c in (*TaskRecord._fields, *FEEDBACK_COLUMNS))
+_DRIVEN_SORT_SQL = {"start_time": "d.start_ns"}
+"""Sort keys of a task list read through task_events or task_analysis (alias ``d``)."""
 _RECORD = len(TaskRecord._fields)
 
 
@@ -81,6 +84,16 @@ def session_where(f: SessionFilter) -> tuple[list[str], list[Any]]:
         where.append("user_id = ?")
         params.append(f.user_id)
     _time_filter("start_ns", f.from_ns, f.to_ns, where, params)
+    if f.state == "ended":
+        where.append("session_id IN (SELECT session_id FROM session_analysis"
+                     " WHERE state = 'ended')")
+    elif f.state is not None:  # active: ended sessions left out; not analysed yet counts
+        where.append("session_id NOT IN (SELECT session_id FROM session_analysis"
+                     " WHERE state = 'ended')")
+    if f.end_reason is not None:
+        where.append("session_id IN (SELECT session_id FROM session_analysis"
+                     " WHERE end_reason = ?)")
+        params.append(f.end_reason)
     return where, params
 
 
@@ -98,6 +111,9 @@ def user_where(f: UserFilter) -> tuple[list[str], list[Any]]:
     if f.to_ns is not None:
         where.append("first_seen_ns < ?")
         params.append(f.to_ns)
+    if f.user_class is not None:
+        where.append("user_id IN (SELECT user_id FROM user_classes WHERE label = ?)")
+        params.append(f.user_class)
     return where, params
 
 
@@ -201,18 +217,35 @@ class SQLiteViews:
                    with_total: bool = True) -> Listing[TaskRow]:
         conditions: list[str] = []
         params: list[Any] = []
+        # With an event or evaluation filter the page is read through that index
+        # (task_events or task_analysis_by_label, by start), joined to the tasks.
+        table, columns, sorts, id_column, t = "tasks", _TASK_COLUMNS, _TASK_SORT_SQL, "task_id", ""
+        if where.event is not None or where.evaluation is not None:
+            driver = ("task_events d" if where.event is not None else "task_analysis d")
+            table = f"{driver} JOIN tasks t ON t.task_id = d.task_id"
+            columns, sorts, id_column, t = _TASK_COLUMNS_T, _DRIVEN_SORT_SQL, "d.task_id", "t."
+            if where.event is not None:
+                conditions.append("d.name = ?")
+                params.append(where.event)
+                if where.evaluation is not None:
+                    conditions.append("t.task_id IN (SELECT task_id FROM task_analysis"
+                                      " WHERE eval_label = ?)")
+                    params.append(where.evaluation)
+            else:
+                conditions.append("d.eval_label = ?")
+                params.append(where.evaluation)
         if where.user_id is not None:
-            conditions.append("user_id = ?")
+            conditions.append(f"{t}user_id = ?")
             params.append(where.user_id)
         if where.session_id is not None:
-            conditions.append("session_id = ?")
+            conditions.append(f"{t}session_id = ?")
             params.append(where.session_id)
-        _time_filter("start_ns", where.from_ns, where.to_ns, conditions, params)
+        _time_filter(sorts["start_time"], where.from_ns, where.to_ns, conditions, params)
         rows, next_cursor = self._page(
-            columns=_TASK_COLUMNS, table="tasks", id_column="task_id", sorts=_TASK_SORT_SQL,
+            columns=columns, table=table, id_column=id_column, sorts=sorts,
             where=conditions, params=params, page=page,
         )
-        total = self._count("tasks", conditions, params) if with_total else None
+        total = self._count(table, conditions, params) if with_total else None
         return Listing([self._positioned(r) for r in rows], total, next_cursor)
 
     def session_tasks(self, session_id: str, limit: int, offset: int = 0) -> list[TaskRow]:

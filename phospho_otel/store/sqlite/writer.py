@@ -52,6 +52,7 @@ from phospho_otel.model.records import (
     Extraction,
     FeedbackRecord,
     Origin,
+    SessionEventRecord,
     SpanRecord,
     TaskFeedback,
     TaskRecord,
@@ -228,6 +229,9 @@ _USER_COLUMNS = tuple(r.column for r in USER_RULES)
 
 _INSERT_SPAN = _BulkInsert("spans", ("origin_id", *SpanRecord._fields), verb="INSERT OR IGNORE")
 _INSERT_FEEDBACK = _BulkInsert("feedback", FeedbackRecord._fields, verb="INSERT OR IGNORE")
+_INSERT_SESSION_EVENT = _BulkInsert("session_events", SessionEventRecord._fields,
+                                    verb="INSERT OR IGNORE")
+_QUEUE = _BulkInsert("analysis_queue", ("kind", "key"))
 _INSERT_TASK = _BulkInsert("tasks", (*TaskRecord._fields, *FEEDBACK_COLUMNS))
 _REPLACE_TASK = (
     f"UPDATE tasks SET {', '.join(f'{c}=?' for c in TaskRecord._fields[1:])} WHERE task_id=?"
@@ -275,9 +279,11 @@ _json_ids = json.JSONEncoder(separators=(",", ":")).encode
 class _Updates:
     """Sessions and users to rebuild at the end of a write, and how many tasks moved."""
 
-    __slots__ = ("replaced", "sessions", "users")
+    __slots__ = ("changed", "replaced", "sessions", "users")
 
     def __init__(self) -> None:
+        self.changed: list[tuple[str, str]] = []
+        """Analysis queue entries: ("t", task id) of a changed task, ("s", session id)."""
         self.replaced = 0
         self.sessions: set[str] = set()
         self.users: set[str] = set()
@@ -361,9 +367,11 @@ class SQLiteWriter:
         stored, new_keys = self._insert_spans(x)
         tasks = x.tasks
         feedback = x.feedback
+        session_events = list(x.session_events)
         if new_keys is not None:
             tasks = only_new(tasks, new_keys)
             feedback = only_new(feedback, new_keys)
+            session_events = only_new(session_events, new_keys)
         if feedback:
             _INSERT_FEEDBACK.run(self.conn, feedback)
         updates = _Updates()
@@ -371,7 +379,12 @@ class SQLiteWriter:
             tasks, updates, counters, x.rollup if new_keys is None else None
         )
         if feedback:
-            self._apply_feedback({f.task_id for f in feedback} - inserted_ids)
+            self._apply_feedback({f.task_id for f in feedback} - inserted_ids, updates)
+        if session_events:
+            _INSERT_SESSION_EVENT.run(self.conn, session_events)
+            updates.changed.extend(("s", e.session_id) for e in session_events)
+        if updates.changed:  # for the analyzer (new tasks it finds by rowid)
+            _QUEUE.run(self.conn, updates.changed)
         self._recompute(updates)
         return write_result(x, counters, stored=stored, tasks_new=len(inserted_ids),
                             tasks_updated=updates.replaced, feedback_new=len(feedback))
@@ -413,6 +426,7 @@ class SQLiteWriter:
             if (task.end_ns, task.span_id) <= (old_end, old_span):
                 continue
             updates.replaced += 1
+            updates.changed.append(("t", task_id))
             conn.execute(_REPLACE_TASK, (*task[1:], task_id))
             updates.sessions.update(s for s in (old_session, task.session_id) if s)
             updates.users.update(u for u in (old_user, task.user_id) if u)
@@ -468,7 +482,7 @@ class SQLiteWriter:
 
     # -- feedback on known tasks ---------------------------------------------------------
 
-    def _apply_feedback(self, task_ids: Iterable[str]) -> None:
+    def _apply_feedback(self, task_ids: Iterable[str], updates: _Updates) -> None:
         """Re-derive the flag of existing tasks that got new feedback; move the counts."""
         ids = list(task_ids)
         if not ids:
@@ -485,6 +499,7 @@ class SQLiteWriter:
         latest = self._latest_feedback(list(current))
         for task_id, (old_flag, session_id, user_id) in current.items():
             flag, time_ns, notes, source = latest[task_id]
+            updates.changed.append(("t", task_id))
             conn.execute(
                 "UPDATE tasks SET flag=?, flag_time_ns=?, notes=?, flag_source=? "
                 "WHERE task_id=?",

@@ -1,0 +1,431 @@
+"""``Analyzer``: the insights' background worker, off the ingest path.
+
+It reads the store's pending work (``store.api.AnalysisReader.pending_analysis``: tasks
+new or changed, sessions with a new end or feedback), and for each touched session:
+
+1. analyses each changed task — its evaluation (``evaluation.EvaluationPipeline``: user
+   feedback first, then the heuristics), its events (``events.EventDetector``), the
+   sentiment and language of its input (``text``) — and re-evaluates the task before it,
+   whose "next message" has changed (its events, sentiment and language are kept);
+2. decides the session's state and end reason (``endings.decide_session``), evaluates it
+   when it has ended (``evaluation.evaluate_session``) and adds its session-scope events;
+3. writes all of it, with the work it completes, in one transaction
+   (``AnalysisStore.write_analysis``): after a crash it resumes where its last commit
+   left off, so nothing is analysed twice and nothing is skipped.
+
+Each pass also ends the sessions idle for the inactivity timeout, asks the LLM judge and
+the LLM-question events (only when ``InsightsConfig.judge`` is configured) about the tasks
+still waiting for them, posts the webhooks of new events, and, at most every
+``classify_every_s`` when something changed, re-decides every user's classes
+(``classes.classify_users``) over the store's ``user_facts``.
+
+``reanalyze(from_ns, to_ns)`` runs steps 1-3 over every task started in a range (after
+the rules changed: ``phospho-otel reevaluate``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from phospho_otel.insights.classes import UserStats, classify_users
+from phospho_otel.insights.config import InsightsConfig
+from phospho_otel.insights.context import TaskContext
+from phospho_otel.insights.endings import decide_session
+from phospho_otel.insights.evaluation import EvaluationPipeline, evaluate_session
+from phospho_otel.insights.events import EventDetector, llm_event_messages, parse_llm_event_answer
+from phospho_otel.insights.llm import JUDGE_SOURCE, LLMClient, LLMJudge
+from phospho_otel.insights.text import language, sentiment
+from phospho_otel.insights.webhooks import WebhookSender
+from phospho_otel.model.analysis import (
+    DetectedEvent,
+    SessionAnalysis,
+    TaskAnalysis,
+    UserAnalysis,
+)
+from phospho_otel.model.records import SessionEventRecord, TaskRecord
+from phospho_otel.store.api import (
+    AnalysisStore,
+    AnalysisUpdate,
+    Page,
+    Store,
+    StoreReader,
+    TaskFilter,
+    TaskRow,
+)
+
+__all__ = ["Analyzer", "AnalyzerStats"]
+
+logger = logging.getLogger(__name__)
+
+NS_PER_S = 1_000_000_000
+NS_PER_DAY = 86_400 * NS_PER_S
+PREVIOUS_TASKS = 5
+"""Earlier tasks of the session an evaluator sees (``TaskContext.previous``)."""
+SESSION_TASKS = 10_000
+"""A session's state is decided from its first this-many tasks at most."""
+_USER_FEEDBACK = "user_feedback"
+
+
+@dataclass
+class AnalyzerStats:
+    """What the analyzer has done since it started (for ``/healthz`` and benchmarks)."""
+
+    tasks_analyzed: int = 0
+    sessions_analyzed: int = 0
+    sessions_ended: int = 0
+    classifications: int = 0
+    judge_verdicts: int = 0
+    judge_unavailable: int = 0
+    passes: int = 0
+    errors: int = 0
+    last_error: str = ""
+    busy_s: float = 0.0
+    """Seconds spent working (not waiting)."""
+    lag_tasks: int = 0
+    """Items still pending after the last pass."""
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def _system_prompt(task: TaskRecord) -> str | None:
+    """``metadata.system_prompt`` when it is a string (metadata is JSON text)."""
+    if '"system_prompt"' not in task.metadata:
+        return None
+    import json
+
+    try:
+        value = json.loads(task.metadata).get("system_prompt")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _context(rows: Sequence[TaskRow], i: int) -> TaskContext:
+    row = rows[i]
+    return TaskContext(
+        task=row.task, feedback=row.feedback,
+        previous=tuple(r.task for r in rows[max(0, i - PREVIOUS_TASKS):i]),
+        next=rows[i + 1].task if i + 1 < len(rows) else None,
+        system_prompt=_system_prompt(row.task), position=row.position)
+
+
+class Analyzer:
+    """Runs the insights over ``store`` (an ``AnalysisStore``) with ``config``.
+
+    ``start()`` runs passes in a daemon thread every ``interval_s`` (at once again while
+    work remains); ``run_once()`` runs one pass in the caller (tests, the CLI). ``clock``
+    gives "now" in ns (the inactivity timeout counts from it).
+    """
+
+    def __init__(self, store: Store, config: InsightsConfig | None = None, *,
+                 interval_s: float = 0.5, batch: int = 1000, classify_every_s: float = 30.0,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        if not isinstance(store, AnalysisStore):
+            raise TypeError(f"{type(store).__name__} keeps no analysis results")
+        self.store = store
+        self._writer: AnalysisStore = store
+        self.config = config or InsightsConfig()
+        self.interval_s = interval_s
+        self.batch = batch
+        self.classify_every_s = classify_every_s
+        self.clock = clock
+        self.stats = AnalyzerStats()
+        self.pipeline = EvaluationPipeline()
+        self.detector = EventDetector(self.config.events)
+        self._llm_events = self.detector.llm_definitions()
+        self._webhooks = {d.name: d.webhook for d in self.config.events if d.webhook}
+        self._sender = WebhookSender() if self._webhooks else None
+        self._judge: LLMJudge | None = None
+        self._llm: LLMClient | None = None
+        if self.config.judge is not None:
+            self._llm = LLMClient(self.config.judge)
+            self._judge = LLMJudge(self._llm)
+        self._judge_retry_at = 0.0
+        self._changed_since_classify = True
+        self._last_classify = 0.0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="phospho-analyzer",
+                                            daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        """Run a pass now rather than at the next interval."""
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        if self._sender is not None:
+            self._sender.close(timeout_s)
+        if self._llm is not None:
+            self._llm.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                more = self.run_once()
+            except Exception as exc:  # a failed pass is retried: the work stays pending
+                self.stats.errors += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                logger.warning("insights pass failed (retried): %s", self.stats.last_error)
+                more = False
+                self._stop.wait(min(5.0, max(self.interval_s, 1.0)))
+            if not more:
+                self._wake.wait(self.interval_s)
+                self._wake.clear()
+
+    # -- one pass ----------------------------------------------------------------------
+
+    def run_once(self) -> bool:
+        """One pass; True when work remains (a full batch was taken)."""
+        started = time.perf_counter()
+        now = self.clock()
+        with self.store.read() as reader:
+            pending = reader.pending_analysis(self.batch)
+            timeout_ns = int(self.config.sessions.inactivity_timeout_s * NS_PER_S)
+            idle = reader.sessions_idle_since(now - timeout_ns, self.batch)
+            tasks, sessions, events = self._analyze(
+                reader, pending.tasks, [*pending.session_ids, *idle], now)
+        work = bool(pending.tasks or pending.session_ids)
+        if work or sessions:
+            self._writer.write_analysis(AnalysisUpdate(tasks, sessions, token=pending.token))
+            self._post_webhooks(events)
+            self._changed_since_classify = True
+        self.stats.tasks_analyzed += len(tasks)
+        self.stats.sessions_analyzed += len(sessions)
+        self.stats.sessions_ended += sum(s.state == "ended" for s in sessions)
+        self._run_judge(now)
+        self._classify_if_due(now)
+        self.stats.passes += 1
+        self.stats.busy_s += time.perf_counter() - started
+        more = len(pending.tasks) >= self.batch or len(idle) >= self.batch
+        self.stats.lag_tasks = len(pending.tasks) if more else 0
+        return more
+
+    def reanalyze(self, from_ns: int | None = None, to_ns: int | None = None, *,
+                  page_size: int = 500) -> int:
+        """Analyse again every task started in ``[from_ns, to_ns)`` and their sessions;
+        returns the number of tasks."""
+        done = 0
+        cursor = None
+        while True:
+            with self.store.read() as reader:
+                listing = reader.list_tasks(
+                    TaskFilter(from_ns, to_ns),
+                    Page("start_time", descending=False, limit=page_size, cursor=cursor),
+                    with_total=False)
+                ids = [(row.task.task_id, row.task.session_id) for row in listing.items]
+                tasks, sessions, _ = self._analyze(reader, ids, [], self.clock())
+            if tasks or sessions:
+                self._writer.write_analysis(AnalysisUpdate(tasks, sessions))
+            done += len(ids)
+            if listing.next_cursor is None:
+                break
+            cursor = listing.next_cursor
+        self._changed_since_classify = True
+        self._classify_if_due(self.clock(), force=True)
+        return done
+
+    # -- tasks and sessions --------------------------------------------------------------
+
+    def _analyze(self, reader: StoreReader, changed_tasks: Sequence[tuple[str, str | None]],
+                 session_ids: Iterable[str], now: int
+                 ) -> tuple[list[TaskAnalysis], list[SessionAnalysis], list[TaskAnalysis]]:
+        """Analyses of the changed tasks (``(task id, session id)``) and their
+        predecessors, of the touched sessions, and the task analyses with events they did
+        not have before (for webhooks)."""
+        changed = {task_id for task_id, _ in changed_tasks}
+        by_session: dict[str, None] = {}
+        loose: list[TaskRow] = []
+        for task_id, task_session in changed_tasks:
+            if task_session is not None:
+                by_session[task_session] = None
+                continue
+            row = reader.get_task(task_id)
+            if row is not None:
+                loose.append(row)
+        for session_id in session_ids:
+            by_session[session_id] = None
+        out_tasks: list[TaskAnalysis] = []
+        out_sessions: list[SessionAnalysis] = []
+        fresh_events: list[TaskAnalysis] = []
+        for row in loose:
+            old = reader.task_analyses([row.task.task_id]).get(row.task.task_id)
+            analysis = self._task(TaskContext(row.task, row.feedback,
+                                              system_prompt=_system_prompt(row.task)),
+                                  None, now)
+            out_tasks.append(analysis)
+            self._note_new_events(analysis, old, fresh_events)
+        for session_id in by_session:
+            rows = reader.session_tasks(session_id, SESSION_TASKS)
+            if not rows:
+                continue
+            known = reader.task_analyses(r.task.task_id for r in rows)
+            redo = {i for i, r in enumerate(rows) if r.task.task_id in changed
+                    or r.task.task_id not in known}
+            redo |= {i - 1 for i in redo if i > 0}
+            analyses: list[TaskAnalysis] = []
+            for i, r in enumerate(rows):
+                old = known.get(r.task.task_id)
+                if i not in redo and old is not None and old.position == r.position:
+                    analyses.append(old)
+                    continue
+                keep = old if r.task.task_id not in changed else None
+                analysis = self._task(_context(rows, i), keep, now)
+                analyses.append(analysis)
+                out_tasks.append(analysis)
+                self._note_new_events(analysis, old, fresh_events)
+            out_sessions.append(self._session(reader, session_id, rows, analyses, now))
+        return out_tasks, out_sessions, fresh_events
+
+    def _task(self, ctx: TaskContext, keep: TaskAnalysis | None, now: int) -> TaskAnalysis:
+        """A task's analysis; with ``keep`` (its text unchanged), only the evaluation is
+        made again."""
+        judged = keep is not None and keep.evaluation.source == JUDGE_SOURCE
+        evaluation = self.pipeline.evaluate(ctx, judge=keep.evaluation if judged and keep
+                                            else None)
+        if keep is not None:
+            events, mood, lang = keep.events, keep.sentiment, keep.language
+        else:
+            events = tuple(self.detector.task_events(ctx))
+            mood = sentiment(ctx.task.input)
+            lang = language(ctx.task.input)
+        task = ctx.task
+        pending = (self._llm is not None and evaluation.source != _USER_FEEDBACK
+                   and (keep is None or keep.judge_pending))
+        return TaskAnalysis(task.task_id, task.session_id, task.user_id, task.start_ns,
+                            ctx.position, evaluation, events, mood, lang, now, pending)
+
+    @staticmethod
+    def _note_new_events(analysis: TaskAnalysis, old: TaskAnalysis | None,
+                         out: list[TaskAnalysis]) -> None:
+        before = set() if old is None else {e.name for e in old.events}
+        if any(e.name not in before for e in analysis.events):
+            out.append(analysis)
+
+    def _session(self, reader: StoreReader, session_id: str, rows: Sequence[TaskRow],
+                 analyses: Sequence[TaskAnalysis], now: int) -> SessionAnalysis:
+        session_events = reader.session_events(session_id)
+        pairs = [(r.task, a) for r, a in zip(rows, analyses, strict=True)]
+        user_id = min((r.task.user_id for r in rows if r.task.user_id), default=None)
+        decided = decide_session(
+            session_id, user_id, pairs, session_events, now, self.config.sessions,
+            session_scope_events=self.detector.session_events([r.task for r in rows]))
+        if decided.state == "ended":
+            decided = decided._replace(evaluation=evaluate_session(
+                [(t, a.evaluation) for t, a in pairs], _latest_feedback(session_events)))
+        return decided
+
+    # -- LLM judge and LLM-question events ------------------------------------------------
+
+    def _run_judge(self, now: int) -> None:
+        if self._judge is None or time.monotonic() < self._judge_retry_at:
+            return
+        assert self._llm is not None
+        with self.store.read() as reader:
+            ids = reader.judge_pending(self.config.judge.max_concurrency * 4
+                                       if self.config.judge else 16)
+            if not ids:
+                return
+            current = reader.task_analyses(ids)
+            contexts: list[tuple[TaskAnalysis, TaskContext]] = []
+            for task_id in ids:
+                row = reader.get_task(task_id)
+                old = current.get(task_id)
+                if row is None or old is None:
+                    continue
+                rows = (reader.session_tasks(row.task.session_id, SESSION_TASKS)
+                        if row.task.session_id else [row])
+                i = next((k for k, r in enumerate(rows) if r.task.task_id == task_id), 0)
+                contexts.append((old, _context(rows, i)))
+        verdicts = self._judge.judge_many([c for _, c in contexts])
+        questions = [(d, ctx) for _, ctx in contexts for d in self._llm_events]
+        answers = self._llm.complete_many([llm_event_messages(d, c) for d, c in questions])
+        found: dict[str, list[DetectedEvent]] = {}
+        failed: set[str] = set()
+        for (defn, ctx), answer in zip(questions, answers, strict=True):
+            if isinstance(answer, BaseException):
+                failed.add(ctx.task.task_id)
+                continue
+            event = parse_llm_event_answer(defn, answer)
+            if event is not None:
+                found.setdefault(ctx.task.task_id, []).append(event)
+        done: list[TaskAnalysis] = []
+        for (old, ctx), verdict in zip(contexts, verdicts, strict=True):
+            task_id = ctx.task.task_id
+            if verdict is None or task_id in failed:
+                self.stats.judge_unavailable += 1
+                continue
+            self.stats.judge_verdicts += 1
+            evaluation = self.pipeline.evaluate(ctx, judge=verdict)
+            events = old.events + tuple(e for e in found.get(task_id, ())
+                                        if e.name not in {x.name for x in old.events})
+            done.append(old._replace(evaluation=evaluation, events=events,
+                                     judge_pending=False, analyzed_ns=now))
+        if done:
+            self._writer.write_analysis(AnalysisUpdate(done))
+            self._post_webhooks([a for a, (old, _) in zip(done, contexts, strict=False)
+                                 if len(a.events) > len(old.events)])
+            self._changed_since_classify = True
+        if len(done) < len(contexts):
+            assert self.config.judge is not None
+            self._judge_retry_at = time.monotonic() + self.config.judge.retry_later_s
+            logger.warning("LLM judge unavailable for %d task(s): heuristics stand, retry"
+                           " in %.0f s", len(contexts) - len(done),
+                           self.config.judge.retry_later_s)
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    def _post_webhooks(self, analyses: Iterable[TaskAnalysis]) -> None:
+        if self._sender is None:
+            return
+        for a in analyses:
+            for e in a.events:
+                url = self._webhooks.get(e.name)
+                if url:
+                    self._sender.send(url, {
+                        "event": e.name, "source": e.source, "score": e.score,
+                        "scope": e.scope, "task_id": a.task_id, "session_id": a.session_id,
+                        "user_id": a.user_id, "start_ns": a.start_ns})
+
+    # -- user classes ---------------------------------------------------------------------
+
+    def _classify_if_due(self, now: int, *, force: bool = False) -> None:
+        due = time.monotonic() - self._last_classify >= self.classify_every_s
+        if not self._changed_since_classify or not (due or force):
+            return
+        self._last_classify = time.monotonic()
+        self._changed_since_classify = False
+        settings = self.config.classes
+        with self.store.read() as reader:
+            reference = reader.latest_activity_ns()
+            if reference is None:
+                return
+            window_from = reference - int(settings.window_days * NS_PER_DAY)
+            facts = reader.user_facts(window_from)
+        stats = [UserStats(f.user_id, f.first_seen_ns or 0, f.last_seen_ns or 0, *f[3:])
+                 for f in facts]
+        classes = classify_users(stats, reference, settings)
+        users = [UserAnalysis(f.user_id, classes.get(f.user_id, ()), f.event_counts,
+                              f.evaluated_count - f.failure_count, f.failure_count, now)
+                 for f in facts]
+        self._writer.write_analysis(AnalysisUpdate(users=users))
+        self.stats.classifications += 1
+
+
+def _latest_feedback(events: Sequence[SessionEventRecord]) -> SessionEventRecord | None:
+    feedback = [e for e in events if e.kind == "feedback"]
+    return max(feedback, key=lambda e: (e.time_ns, e.trace_id, e.span_id)) if feedback else None
