@@ -221,9 +221,12 @@ USER_FIELDS: dict[str, dict[str, Any]] = {
     "first_seen": _TIME, "last_seen": _TIME, "avg_session_duration_s": _NUM,
     "avg_tasks_per_session": _NUM,
     "success_rate": {"type": ["number", "null"],
-                     "description": "successes / (successes + failures) of the evaluated"
-                                    " tasks (feedback first); null if none"},
-    "success_count": _INT, "failure_count": _INT, "error_count": _INT, "links": _LINKS,
+                     "description": "successes / (successes + failures) of the user's"
+                                    " evaluated tasks (feedback first, docs/insights.md);"
+                                    " null if none"},
+    "success_count": {"type": "integer", "description": "tasks with success feedback"},
+    "failure_count": {"type": "integer", "description": "tasks with failure feedback"},
+    "error_count": _INT, "links": _LINKS,
     "classes": {"type": "array", "items": {"type": "object", "properties": {
         "label": {"enum": list(USER_CLASSES)},
         "reasons": {"type": "array", "items": {"type": "string"}}}}},
@@ -398,7 +401,7 @@ def user_json(u: UserRow, links: Links = _no_links,
     a = analysis
     success, failure = ((a.success_count, a.failure_count) if a else
                         (r.success_count, r.failure_count))
-    judged = success + failure
+    judged = success + failure  # the rate from the evaluations; the counts stay feedback's
     return {
         "user_id": r.user_id,
         "task_count": r.task_count,
@@ -408,8 +411,8 @@ def user_json(u: UserRow, links: Links = _no_links,
         "avg_session_duration_s": _seconds(u.avg_session_duration_ns),
         "avg_tasks_per_session": _round(u.avg_tasks_per_session),
         "success_rate": round(success / judged, 6) if judged else None,
-        "success_count": success,
-        "failure_count": failure,
+        "success_count": r.success_count,
+        "failure_count": r.failure_count,
         "error_count": r.error_count,
         "links": links(user_id=r.user_id, start_ns=r.first_seen_ns, end_ns=r.last_seen_ns),
         "classes": [{"label": c.label, "reasons": list(c.reasons)} for c in a.classes]

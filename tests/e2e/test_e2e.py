@@ -112,6 +112,6 @@ class TestEndToEnd:
             assert out.exit_code == 0, out.output
             lines = {line.split()[0]: line.split() for line in out.output.splitlines()[2:-1]}
             assert lines["alice"][1:3] == ["4", "2"]
-            assert lines["bob"][-1] == "1.00"
+            assert lines["bob"][-2] == "1.00"  # SUCCESS, then CLASSES
             out = runner.invoke(main, ["insights", *source, "--json"])
             assert json.loads(out.output)["sessions"]["session_count"] == 3
