@@ -82,8 +82,9 @@ def build_request(spans: int, seed: int) -> ExportTraceServiceRequest:
     return export_request(_spans(spans, seed), service="bench-app", scope="phospho_otel")
 
 
-def serve(db: str, synchronous: str) -> None:
-    """The receiver process: store + ingestor + HTTP (uvicorn) + gRPC on free ports."""
+def serve(db: str, synchronous: str, analyzer: bool = False) -> None:
+    """The receiver process: store + ingestor + HTTP (uvicorn) + gRPC on free ports, and
+    with ``analyzer`` the insights' analyzer thread as the server runs it."""
     import socket
 
     import uvicorn
@@ -91,12 +92,16 @@ def serve(db: str, synchronous: str) -> None:
     from starlette.routing import Route
 
     from phospho_otel.aggregator.ingest import Ingestor
+    from phospho_otel.insights.analyzer import Analyzer
     from phospho_otel.receiver.grpc import start_grpc_server
     from phospho_otel.receiver.http import otlp_traces_endpoint
     from phospho_otel.store import open_store
 
     store = open_store(db, synchronous=synchronous)
     ingestor = Ingestor(store)
+    worker = Analyzer(store) if analyzer else None
+    if worker is not None:
+        worker.start()
     _, grpc_port = start_grpc_server(
         ingestor, host="127.0.0.1", port=0, token=None, max_message_bytes=256 << 20
     )
@@ -115,15 +120,18 @@ def serve(db: str, synchronous: str) -> None:
     server.should_exit = True
     thread.join(10)
     ingestor.close()
+    if worker is not None:
+        worker.stop()
     store.close()
 
 
 class Server:
     """A ``--serve`` child process on a fresh database."""
 
-    def __init__(self, db: Path, synchronous: str) -> None:
+    def __init__(self, db: Path, synchronous: str, analyzer: bool = False) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(db), "--synchronous", synchronous],
+            [sys.executable, __file__, "--serve", str(db), "--synchronous", synchronous,
+             *(["--analyzer"] if analyzer else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -246,9 +254,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2, help="concurrent client threads")
     parser.add_argument("--serve", metavar="DB", help=argparse.SUPPRESS)
     parser.add_argument("--synchronous", default="FULL", help=argparse.SUPPRESS)
+    parser.add_argument("--analyzer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.synchronous)
+        serve(args.serve, args.synchronous, args.analyzer)
         return
     batch, count = (1024, 4) if args.quick else (args.batch, args.requests)
     print(f"building {count} requests of {batch} task spans ...", flush=True)

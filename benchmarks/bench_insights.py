@@ -6,9 +6,9 @@ against without, measured in the same run.
 
 The tasks are chat turns (sessions of 10, 20 to 40 words each, from a pool mixing plain
 questions and answers, thanks, complaints, refusals, injections and five languages), sent
-as OTLP/HTTP protobuf in requests of 4096 spans by two client threads, to a receiver in
-its own process (``--serve``: store + ingestor + HTTP, and with ``--analyzer`` the
-analyzer thread the server runs, default settings). Then:
+as OTLP/HTTP protobuf in requests of 4096 spans by two client threads, to
+``bench_ingest``'s receiver in its own process (store + ingestor + HTTP, and with
+``--analyzer`` the analyzer thread the server runs, default settings). Then:
 
 * ingest: spans/s without and with the analyzer (the ratio is the cost to ingest);
 * keeping up: the tasks the analyzer had done when the last request was acknowledged, and
@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
-import subprocess
-import sys
+import sqlite3
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from _common import BASE_NS, export_request, task_attributes
-from bench_ingest import http_sender, send_all
+from bench_ingest import Server, http_sender, send_all
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 QUESTIONS = [
@@ -82,67 +79,13 @@ def _spans(count: int, seed: int) -> Iterator[Span]:
         )
 
 
-def serve(db: str, analyzer: bool) -> None:
-    """The receiver process; prints the analyzer's progress when asked (a line on stdin)."""
-    import socket
-
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.routing import Route
-
-    from phospho_otel.aggregator.ingest import Ingestor
-    from phospho_otel.insights.analyzer import Analyzer
-    from phospho_otel.receiver.http import otlp_traces_endpoint
-    from phospho_otel.store import open_store
-
-    store = open_store(db)
-    ingestor = Ingestor(store)
-    worker = Analyzer(store) if analyzer else None
-    if worker is not None:
-        worker.start()
-    app = Starlette(routes=[Route("/v1/traces", otlp_traces_endpoint(ingestor, 256 << 20),
-                                  methods=["POST"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    print(f"listening http={sock.getsockname()[1]}", flush=True)
-    for line in sys.stdin:
-        done = worker.stats.tasks_analyzed if worker else 0
-        print(f"analyzed {done}", flush=True)
-        if line.strip() == "stop":
-            break
-    server.should_exit = True
-    thread.join(10)
-    ingestor.close()
-    if worker is not None:
-        worker.stop()
-    store.close()
-
-
-class Receiver:
-    def __init__(self, db: Path, analyzer: bool) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(db), *(["--analyzer"] if analyzer else [])],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        match = re.search(r"http=(\d+)", self.proc.stdout.readline())
-        if not match:
-            raise RuntimeError("benchmark server did not start")
-        self.http_port = int(match.group(1))
-
-    def analyzed(self, last: bool = False) -> int:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("stop\n" if last else "ask\n")
-        self.proc.stdin.flush()
-        return int(self.proc.stdout.readline().split()[1])
-
-    def stop(self) -> None:
-        self.analyzed(last=True)
-        self.proc.wait(60)
+def analyzed(db: Path) -> int:
+    """Tasks the analyzer has committed results for (read beside the server)."""
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM task_analysis").fetchone()[0])
+    finally:
+        conn.close()
 
 
 def analyzer_alone(db: Path) -> tuple[int, float]:
@@ -164,12 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--tasks", type=int, default=60_000)
-    parser.add_argument("--serve", metavar="DB", help=argparse.SUPPRESS)
-    parser.add_argument("--analyzer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve(args.serve, args.analyzer)
-        return
     total = 8192 if args.quick else args.tasks
     batch = 4096
     bodies = [export_request(_spans(batch, seed), service="bench-app",
@@ -182,15 +120,15 @@ def main() -> None:
         rates = {}
         for label, analyzer in (("without", False), ("with", True), ("without again", False)):
             db = Path(tmp) / f"{label.replace(' ', '_')}.db"
-            rx = Receiver(db, analyzer)
+            rx = Server(db, "FULL", analyzer)
             try:
                 elapsed = send_all(bodies, http_sender(rx.http_port, False), 2)
                 rates[label] = total / elapsed
                 rows.append((f"ingest {label} the analyzer (spans/s)", rates[label]))
                 if analyzer:
-                    at_end = rx.analyzed()
+                    at_end = analyzed(db)
                     started = time.perf_counter()
-                    while rx.analyzed() < total:
+                    while analyzed(db) < total:
                         time.sleep(0.2)
                     rows.append(("  analyzed when the last request was acknowledged (%)",
                                  100 * at_end / total))

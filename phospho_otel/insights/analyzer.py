@@ -25,13 +25,14 @@ the rules changed: ``phospho-otel reevaluate``).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from phospho_otel.insights.classes import UserStats, classify_users
+from phospho_otel.insights.classes import classify_users
 from phospho_otel.insights.config import InsightsConfig
 from phospho_otel.insights.context import TaskContext
 from phospho_otel.insights.endings import decide_session
@@ -94,8 +95,6 @@ def _system_prompt(task: TaskRecord) -> str | None:
     """``metadata.system_prompt`` when it is a string (metadata is JSON text)."""
     if '"system_prompt"' not in task.metadata:
         return None
-    import json
-
     try:
         value = json.loads(task.metadata).get("system_prompt")
     except (ValueError, AttributeError):
@@ -416,9 +415,7 @@ class Analyzer:
                 return
             window_from = reference - int(settings.window_days * NS_PER_DAY)
             facts = reader.user_facts(window_from)
-        stats = [UserStats(f.user_id, f.first_seen_ns or 0, f.last_seen_ns or 0, *f[3:])
-                 for f in facts]
-        classes = classify_users(stats, reference, settings)
+        classes = classify_users(facts, reference, settings)
         users = [UserAnalysis(f.user_id, classes.get(f.user_id, ()), f.event_counts,
                               f.evaluated_count - f.failure_count, f.failure_count, now)
                  for f in facts]

@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import NamedTuple
 
 from phospho_otel.insights.config import ClassSettings
 from phospho_otel.model.analysis import UserClass
+from phospho_otel.store.api import UserFacts
 
 __all__ = ["MIN_SESSIONS_ENDED_AFTER_FAILURE", "UserStats", "classify_users"]
 
@@ -48,32 +48,9 @@ MIN_SESSIONS_ENDED_AFTER_FAILURE = 2
 _DAY_NS = 86_400 * 1_000_000_000
 
 
-class UserStats(NamedTuple):
-    """What ``classify_users`` knows of one user. The ``*_in_window`` figures count the
-    ``ClassSettings.window_days`` before the reference time."""
-
-    user_id: str
-    first_seen_ns: int
-    """Start of the user's first task."""
-    last_seen_ns: int
-    """Start of the user's last task."""
-    task_count: int
-    session_count: int
-    tasks_in_window: int
-    sessions_in_window: int
-    active_days_in_window: int
-    """UTC days with at least one task, in the window."""
-    evaluated_count: int
-    """Tasks evaluated ``success`` or ``failure``."""
-    failure_count: int
-    sessions_ended: int
-    sessions_ended_after_failure: int
-    """Ended sessions whose end reason is ``abandoned_after_failure``,
-    ``abandoned_after_error`` or ``frustrated``."""
-    rephrase_count: int
-    """Tasks whose evaluation source is ``heuristic:rephrase``."""
-    event_counts: Mapping[str, int]
-    """Detected events over the user's tasks and sessions, by name."""
+UserStats = UserFacts
+"""What ``classify_users`` knows of one user: the store's ``UserFacts`` (the ``*_in_window``
+figures count the ``ClassSettings.window_days`` before the reference time)."""
 
 
 class _Rank:
@@ -150,7 +127,7 @@ def classify_users(stats: Sequence[UserStats], reference_ns: int,
                 classes.append(UserClass("abusive", (", ".join(
                     _count(c, f"{name} event") for name, c in abuse if c),)))
 
-        if s.task_count > 0:
+        if s.task_count > 0 and s.first_seen_ns is not None and s.last_seen_ns is not None:
             last_seen = s.last_seen_ns
             silent = reference_ns - last_seen
             if silent >= dormant_ns:

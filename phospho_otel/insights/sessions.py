@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from phospho_otel.store.api import AnalysisReader, InsightReader, SessionFilter
@@ -18,6 +19,7 @@ __all__ = [
     "quantile_ranks",
     "session_insights",
     "session_outcomes",
+    "sorted_quantile",
 ]
 
 
@@ -145,7 +147,8 @@ MAX_POSITION = 20
 NS_PER_S = 1_000_000_000
 
 
-def _sorted_quantile(values: list[int], q: float) -> float | None:
+def sorted_quantile(values: Sequence[int], q: float) -> float | None:
+    """The ``q`` quantile of ascending ``values`` (linear interpolation); None if empty."""
     if not values:
         return None
     lo, weight = quantile_ranks(len(values), q)
@@ -171,8 +174,8 @@ def session_outcomes(reader: AnalysisReader, *, where: SessionFilter | None = No
                      reader.end_reasons(where, examples)],
         success_by_position=reader.success_by_position(MAX_POSITION),
         active_duration_quantiles={
-            "p50": _sorted_quantile(durations, 0.5), "p90": _sorted_quantile(durations, 0.9),
-            "p99": _sorted_quantile(durations, 0.99),
+            "p50": sorted_quantile(durations, 0.5), "p90": sorted_quantile(durations, 0.9),
+            "p99": sorted_quantile(durations, 0.99),
             "max": float(durations[-1]) if durations else None},
         active_duration_histogram=histogram,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from phospho_otel.insights.retention import Retention, retention
-from phospho_otel.insights.sessions import quantile_ranks
+from phospho_otel.insights.sessions import sorted_quantile
 from phospho_otel.model.analysis import USER_CLASSES
 from phospho_otel.store.api import AnalysisReader, InsightReader, UserFilter, UserRow
 
@@ -29,14 +29,6 @@ class UserInsights:
     top_users: list[UserRow]
 
 
-def _quantile(counts: list[int], q: float) -> float | None:
-    if not counts:
-        return None
-    lo, weight = quantile_ranks(len(counts), q)
-    hi = min(lo + 1, len(counts) - 1)
-    return counts[lo] + (counts[hi] - counts[lo]) * weight
-
-
 def user_insights(reader: InsightReader, *, where: UserFilter | None = None,
                   top: int = 10) -> UserInsights:
     """Figures over the users active in the filter's range: how many, tasks per user
@@ -53,8 +45,8 @@ def user_insights(reader: InsightReader, *, where: UserFilter | None = None,
     return UserInsights(
         user_count=totals.user_count,
         avg_tasks_per_user=totals.avg_tasks,
-        median_tasks_per_user=_quantile(counts, 0.5),
-        p90_tasks_per_user=_quantile(counts, 0.9),
+        median_tasks_per_user=sorted_quantile(counts, 0.5),
+        p90_tasks_per_user=sorted_quantile(counts, 0.9),
         avg_sessions_per_user=totals.avg_sessions,
         success_rate=totals.success_count / judged if judged else None,
         tasks_per_user=[(lo, lo * 2 - 1, buckets[lo]) for lo in sorted(buckets)],

@@ -340,16 +340,20 @@ class PendingAnalysis(NamedTuple):
 
 
 class UserFacts(NamedTuple):
-    """What the user classes are decided from (``insights.classes``)."""
+    """What the user classes are decided from (``insights.classes``); the ``*_in_window``
+    figures count from the window's first UTC day (tasks, active days) or instant
+    (sessions, by their start)."""
 
     user_id: str
     first_seen_ns: int | None
+    """Start of the user's first task (None without tasks)."""
     last_seen_ns: int | None
     task_count: int
     session_count: int
     tasks_in_window: int
     sessions_in_window: int
     active_days_in_window: int
+    """UTC days with at least one task, in the window."""
     evaluated_count: int
     """Tasks evaluated ``success`` or ``failure``."""
     failure_count: int
@@ -357,8 +361,10 @@ class UserFacts(NamedTuple):
     sessions_ended_after_failure: int
     """Ended ``abandoned_after_failure``, ``abandoned_after_error`` or ``frustrated``."""
     rephrase_count: int
-    """Tasks evaluated a failure because the next input rephrased them."""
-    event_counts: dict[str, int]
+    """Tasks evaluated a failure because the next input rephrased them
+    (``heuristic:rephrase``)."""
+    event_counts: Mapping[str, int]
+    """Detected events over the user's tasks, by name."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from phospho_otel.model.analysis import (
 )
 from phospho_otel.model.records import SessionEventRecord
 from phospho_otel.store.api import AnalysisUpdate, PendingAnalysis, SessionFilter, UserFacts
+from phospho_otel.store.sqlite.views import session_where
 
 __all__ = ["MAX_POSITION", "NS_PER_DAY", "SQLiteAnalysis", "write_analysis"]
 
@@ -186,18 +187,8 @@ class SQLiteAnalysis:
         return dict(self.conn.execute("SELECT name, count(*) FROM task_events GROUP BY name"))
 
     def _session_scope(self, where: SessionFilter) -> tuple[str, list[Any]]:
-        """A condition on ``session_analysis.session_id`` for the filter's range/user."""
-        conditions: list[str] = []
-        params: list[Any] = []
-        if where.user_id is not None:
-            conditions.append("user_id = ?")
-            params.append(where.user_id)
-        if where.from_ns is not None:
-            conditions.append("start_ns >= ?")
-            params.append(where.from_ns)
-        if where.to_ns is not None:
-            conditions.append("start_ns < ?")
-            params.append(where.to_ns)
+        """A condition on ``session_analysis.session_id``: the sessions of the filter."""
+        conditions, params = session_where(where)
         if not conditions:
             return "", []
         return (" AND session_id IN (SELECT session_id FROM sessions WHERE "
