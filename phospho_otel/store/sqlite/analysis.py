@@ -1,5 +1,5 @@
 """The SQLite backend's share of the insights: the analyzer's work queue and its results
-(``store.api.AnalysisReader`` and ``write_analysis``).
+(``store.api.AnalysisReader``; they are written by ``analysis_writer.write_analysis``).
 
 Work: new tasks are found by ``tasks.rowid`` past ``meta.analysis_tasks_after`` (a rowid
 table written by one writer grows in commit order, so nothing is skipped); the writer
@@ -34,28 +34,37 @@ from phospho_otel.model.analysis import (
     UserClass,
 )
 from phospho_otel.model.records import SessionEventRecord
-from phospho_otel.store.api import AnalysisUpdate, PendingAnalysis, SessionFilter, UserFacts
+from phospho_otel.store.api import PendingAnalysis, SessionFilter, UserFacts
 from phospho_otel.store.sqlite.views import session_where
 
-__all__ = ["MAX_POSITION", "NS_PER_DAY", "SQLiteAnalysis", "write_analysis"]
+__all__ = [
+    "MAX_POSITION",
+    "NS_PER_DAY",
+    "REPHRASE_SOURCE",
+    "SESSION_COLUMNS",
+    "TASK_COLUMNS",
+    "SQLiteAnalysis",
+    "dumps",
+    "ids_json",
+]
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 MAX_POSITION = 20
 """``position_stats`` counts every position from this one on together."""
 _BAD_ENDINGS = ("abandoned_after_failure", "abandoned_after_error", "frustrated")
-_REPHRASE_SOURCE = "heuristic:rephrase"
+REPHRASE_SOURCE = "heuristic:rephrase"
 
-_TASK_COLUMNS = ("task_id, session_id, user_id, start_ns, position, eval_label, eval_score,"
+TASK_COLUMNS = ("task_id, session_id, user_id, start_ns, position, eval_label, eval_score,"
                  " eval_source, eval_reason, events, sentiment_score, sentiment_label,"
                  " language, analyzed_ns, judge_pending")
-_SESSION_COLUMNS = ("session_id, user_id, state, ended_ns, end_reason, end_evidence,"
+SESSION_COLUMNS = ("session_id, user_id, state, ended_ns, end_reason, end_evidence,"
                     " active_duration_ns, eval_label, eval_score, eval_source, eval_reason,"
                     " event_counts, analyzed_ns")
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def _ids(values: Iterable[str]) -> str:
-    return _dumps(list(values))
+def ids_json(values: Iterable[str]) -> str:
+    return dumps(list(values))
 
 
 def _task_analysis(row: Sequence[Any]) -> TaskAnalysis:
@@ -105,16 +114,16 @@ class SQLiteAnalysis:
 
     def task_analyses(self, task_ids: Iterable[str]) -> dict[str, TaskAnalysis]:
         return {row[0]: _task_analysis(row) for row in self.conn.execute(
-            f"SELECT {_TASK_COLUMNS} FROM task_analysis"
-            " WHERE task_id IN (SELECT value FROM json_each(?))", (_ids(task_ids),))}
+            f"SELECT {TASK_COLUMNS} FROM task_analysis"
+            " WHERE task_id IN (SELECT value FROM json_each(?))", (ids_json(task_ids),))}
 
     def session_analyses(self, session_ids: Iterable[str]) -> dict[str, SessionAnalysis]:
         return {row[0]: _session_analysis(row) for row in self.conn.execute(
-            f"SELECT {_SESSION_COLUMNS} FROM session_analysis"
-            " WHERE session_id IN (SELECT value FROM json_each(?))", (_ids(session_ids),))}
+            f"SELECT {SESSION_COLUMNS} FROM session_analysis"
+            " WHERE session_id IN (SELECT value FROM json_each(?))", (ids_json(session_ids),))}
 
     def user_analyses(self, user_ids: Iterable[str]) -> dict[str, UserAnalysis]:
-        ids = _ids(user_ids)
+        ids = ids_json(user_ids)
         events: dict[str, dict[str, int]] = {}
         for user_id, name, count in self.conn.execute(
                 "SELECT user_id, name, count FROM user_events"
@@ -227,139 +236,3 @@ class SQLiteAnalysis:
 
     def class_counts(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT label, count(*) FROM user_classes GROUP BY label"))
-
-
-# ----------------------------------------------------------------------------- writing
-
-
-def _add(table: str, key: str, columns: Sequence[str]) -> str:
-    sets = ", ".join(f"{c} = {c} + excluded.{c}" for c in columns)
-    return (f"INSERT INTO {table} ({key}, {', '.join(columns)})"
-            f" VALUES ({', '.join('?' * (len(key.split(',')) + len(columns)))})"
-            f" ON CONFLICT({key}) DO UPDATE SET {sets}")
-
-
-_ADD_USER = _add("user_analysis", "user_id", ("success_count", "failure_count",
-                                               "rephrase_count"))
-_ADD_USER_EVENT = _add("user_events", "user_id, name", ("count",))
-_ADD_USER_DAY = _add("user_days", "user_id, day", ("tasks",))
-_ADD_POSITION = _add("position_stats", "position", ("success", "failure", "unknown"))
-_PUT_TASK = (f"INSERT OR REPLACE INTO task_analysis ({_TASK_COLUMNS})"
-             f" VALUES ({', '.join('?' * 15)})")
-_PUT_SESSION = (f"INSERT INTO session_analysis ({_SESSION_COLUMNS}, last_activity_ns)"
-                f" VALUES ({', '.join('?' * 14)}) ON CONFLICT(session_id) DO UPDATE SET "
-                + ", ".join(f"{c.strip()} = excluded.{c.strip()}"
-                            for c in (*_SESSION_COLUMNS.split(",")[1:], "last_activity_ns")))
-
-
-class _Facts:
-    """What one task analysis adds to the per-user, per-day and per-position counts."""
-
-    __slots__ = ("day", "events", "label", "position", "rephrase", "start_ns", "user_id")
-
-    def __init__(self, user_id: str | None, start_ns: int, position: int | None,
-                 label: str, source: str, events: Iterable[str]) -> None:
-        self.user_id = user_id
-        self.start_ns = start_ns
-        self.day = start_ns // NS_PER_DAY
-        self.position = position
-        self.label = label
-        self.rephrase = source == _REPHRASE_SOURCE
-        self.events = set(events)
-
-
-def _apply(conn: sqlite3.Connection, facts: _Facts, sign: int) -> None:
-    if facts.user_id is not None:
-        conn.execute(_ADD_USER, (facts.user_id, sign * (facts.label == "success"),
-                                 sign * (facts.label == "failure"), sign * facts.rephrase))
-        conn.execute(_ADD_USER_DAY, (facts.user_id, facts.day, sign))
-        for name in facts.events:
-            conn.execute(_ADD_USER_EVENT, (facts.user_id, name, sign))
-    if facts.position is not None:
-        label = facts.label if facts.label in ("success", "failure") else "unknown"
-        conn.execute(_ADD_POSITION, (min(facts.position, MAX_POSITION),
-                                     sign * (label == "success"), sign * (label == "failure"),
-                                     sign * (label == "unknown")))
-
-
-def write_analysis(conn: sqlite3.Connection, update: AnalysisUpdate, now_ns: int) -> None:
-    """Write ``update`` in one transaction on the writer connection (autocommit mode);
-    all or nothing."""
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        _write(conn, update, now_ns)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-        raise
-
-
-def _write(conn: sqlite3.Connection, update: AnalysisUpdate, now_ns: int) -> None:
-    if update.tasks:
-        ids = [t.task_id for t in update.tasks]
-        old = {task_id: _Facts(user_id, start_ns, position, label, source,
-                               (e[0] for e in json.loads(events)))
-               for task_id, user_id, start_ns, position, label, source, events in conn.execute(
-                   "SELECT task_id, user_id, start_ns, position, eval_label, eval_source, events"
-                   " FROM task_analysis WHERE task_id IN (SELECT value FROM json_each(?))",
-                   (_ids(ids),))}
-        conn.executemany("DELETE FROM task_events WHERE name = ? AND start_ns = ? AND task_id = ?",
-                         [(name, f.start_ns, task_id) for task_id, f in old.items()
-                          for name in f.events])
-        for t in update.tasks:
-            before = old.get(t.task_id)
-            if before is not None:
-                _apply(conn, before, -1)
-            _apply(conn, _Facts(t.user_id, t.start_ns, t.position, t.evaluation.label,
-                                t.evaluation.source, (e.name for e in t.events)), 1)
-            e = t.evaluation
-            conn.execute(_PUT_TASK, (
-                t.task_id, t.session_id, t.user_id, t.start_ns, t.position, e.label, e.score,
-                e.source, e.reason, _dumps([list(ev) for ev in t.events]),
-                None if t.sentiment is None else t.sentiment.score,
-                None if t.sentiment is None else t.sentiment.label,
-                t.language, t.analyzed_ns, int(t.judge_pending)))
-            names = {ev.name for ev in t.events}
-            if names:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO task_events (name, start_ns, task_id) VALUES (?,?,?)",
-                    [(name, t.start_ns, t.task_id) for name in sorted(names)])
-    for s in update.sessions:
-        ev = s.evaluation
-        last_activity = conn.execute(
-            "SELECT max(coalesce((SELECT end_ns FROM sessions WHERE session_id = ?1), 0),"
-            " coalesce((SELECT max(time_ns) FROM session_events WHERE session_id = ?1), 0))",
-            (s.session_id,)).fetchone()[0]
-        conn.execute(_PUT_SESSION, (
-            s.session_id, s.user_id, s.state, s.ended_ns, s.end_reason,
-            _dumps(list(s.end_evidence)),
-            s.active_duration_ns, None if ev is None else ev.label,
-            None if ev is None else ev.score, None if ev is None else ev.source,
-            None if ev is None else ev.reason,
-            _dumps(dict(s.event_counts)), s.analyzed_ns, last_activity))
-    if update.users is not None:
-        conn.execute("DELETE FROM user_classes")
-        conn.execute("UPDATE user_analysis SET classes = '[]' WHERE classes != '[]'")
-        for u in update.users:
-            classes = _dumps([[c.label, list(c.reasons)] for c in u.classes])
-            conn.execute(
-                "INSERT INTO user_analysis (user_id, classes, analyzed_ns) VALUES (?, ?, ?)"
-                " ON CONFLICT(user_id) DO UPDATE SET classes = excluded.classes,"
-                " analyzed_ns = excluded.analyzed_ns", (u.user_id, classes, now_ns))
-            if u.classes:
-                conn.executemany("INSERT OR IGNORE INTO user_classes (label, user_id)"
-                                 " VALUES (?, ?)", [(c.label, u.user_id) for c in u.classes])
-    if update.token is not None:
-        tasks_after, queue_upto = update.token
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('analysis_tasks_after', ?)"
-            " ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER),"
-            " CAST(excluded.value AS INTEGER))", (str(tasks_after),))
-        if queue_upto:
-            conn.execute("DELETE FROM analysis_queue WHERE seq <= ?", (queue_upto,))

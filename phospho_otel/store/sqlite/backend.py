@@ -45,7 +45,8 @@ from phospho_otel.errors import StoreClosed, StoreError
 from phospho_otel.model.records import Extraction
 from phospho_otel.store.api import AnalysisUpdate, WriteResult
 from phospho_otel.store.sqlite import files, migrations
-from phospho_otel.store.sqlite.analysis import SQLiteAnalysis, write_analysis
+from phospho_otel.store.sqlite.analysis import SQLiteAnalysis
+from phospho_otel.store.sqlite.analysis_writer import write_analysis
 from phospho_otel.store.sqlite.insights import SQLiteInsights
 from phospho_otel.store.sqlite.traces import SQLiteTraces
 from phospho_otel.store.sqlite.views import SQLiteViews
