@@ -24,3 +24,8 @@ class TaskContext:
     """``metadata["system_prompt"]`` when it is a string."""
     position: int | None = None
     """1-based place in its session; None without a session."""
+    events: tuple[str, ...] = ()
+    """Names of the events detected on this task (the detector runs before the
+    evaluators)."""
+    session_ended: bool = False
+    """True when the task's session has ended (so ``next`` None means the user left)."""
