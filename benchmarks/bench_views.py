@@ -48,8 +48,9 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from _common import (
     BASE_NS,
@@ -70,12 +71,31 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from phospho_otel.aggregator import extract
 from phospho_otel.api.serialize import iso_to_ns
 from phospho_otel.insights import session_insights, user_insights
-from phospho_otel.insights.sessions import quantile_ranks
+from phospho_otel.insights.sessions import quantile_ranks, session_outcomes
+from phospho_otel.insights.users import user_class_counts, user_retention
+from phospho_otel.model.analysis import (
+    DetectedEvent,
+    Evaluation,
+    Sentiment,
+    SessionAnalysis,
+    TaskAnalysis,
+    UserAnalysis,
+    UserClass,
+)
 from phospho_otel.model.records import Extraction, FeedbackRecord, TaskRecord
 from phospho_otel.server import AggregatorServer, ServerSettings
 from phospho_otel.store import open_store
-from phospho_otel.store.api import Page, SessionFilter, Store, TaskFilter, UserFilter
+from phospho_otel.store.api import (
+    AnalysisStore,
+    AnalysisUpdate,
+    Page,
+    SessionFilter,
+    Store,
+    TaskFilter,
+    UserFilter,
+)
 
+T = TypeVar("T")
 TARGET_MS = 50.0
 POPULATE_TASKS = 20_000
 """Tasks per ``store.write`` when building the data set (whole sessions)."""
@@ -159,15 +179,153 @@ def _extractions(n_tasks: int, n_sessions: int, n_users: int,
         yield records_extraction(tasks=tasks, feedback=feedback)
 
 
+# ----------------------------------------------------------------------- analyses
+
+RARE_EVENT = "prompt_injection"
+"""The rare event: on about 0.01% of the tasks."""
+_COMMON_EVENTS = (("thanks", 40), ("goodbye", 20), ("frustration", 15), ("refusal", 12),
+                  ("human_request", 8), ("abuse", 5))
+"""The other default events and their weights among the ~15% of tasks with events."""
+_END_REASONS = (("resolved", 45), ("abandoned_after_failure", 18), ("abandoned_after_error", 8),
+                ("frustrated", 9), ("explicit", 12), ("other", 8))
+_CLASS_SHARES = (("power", 0.05), ("struggling", 0.05), ("abusive", 0.01), ("dormant", 0.10),
+                 ("new", 0.10))
+_LANGUAGES = (("en", 80), ("fr", 8), ("es", 5), ("de", 4), (None, 3))
+_HEURISTIC = {
+    "success": (("heuristic:answered", 0.6, "the task has an answer, and nothing says it"
+                 " failed"), ("heuristic:thanks", 0.9, "the next input thanks the assistant")),
+    "failure": (("heuristic:refusal", 0.15, "refusal in the output"),
+                ("heuristic:rephrase", 0.3, "the next input rephrases the question"),
+                ("heuristic:complaint", 0.15, "the next input complains")),
+    "unknown": (("heuristic:none", 0.5, "no evaluator could tell"),),
+}
+ANALYSIS_TASKS = 20_000
+"""Task analyses per ``store.write_analysis`` when building the data set (whole sessions)."""
+
+
+def _pick(rng: random.Random, weighted: Sequence[tuple[T, int]]) -> T:
+    return rng.choices([v for v, _ in weighted], [w for _, w in weighted])[0]
+
+
+def _task_analysis(rng: random.Random, task: TaskRecord, flag: str | None,
+                   position: int) -> TaskAnalysis:
+    """A task's analysis: its feedback's label if it has one (as the pipeline would), else
+    ~70% success, 20% failure, 10% unknown; events on ~15% of the tasks (1 or 2 of the
+    default names) and the rare one on ~0.01%; a sentiment and a language."""
+    if flag is not None:
+        evaluation = Evaluation(flag, 1.0 if flag == "success" else 0.0, "user_feedback",
+                                f"the user said {flag}")
+    elif task.status == "error":
+        evaluation = Evaluation("failure", 0.05, "heuristic:error",
+                                "the task ended with an error")
+    else:
+        r = rng.random()
+        label = "success" if r < 0.70 else ("failure" if r < 0.90 else "unknown")
+        source, score, reason = rng.choice(_HEURISTIC[label])
+        evaluation = Evaluation(label, score, source, reason)
+    names: list[str] = []
+    if rng.random() < 0.15:
+        names.append(_pick(rng, _COMMON_EVENTS))
+        if rng.random() < 0.2:
+            other = _pick(rng, _COMMON_EVENTS)
+            if other not in names:
+                names.append(other)
+    if rng.random() < 0.0001:
+        names.append(RARE_EVENT)
+    events = tuple(DetectedEvent(n, "keywords", 1.0, "input") for n in names)
+    r = rng.random()
+    sentiment = (Sentiment(round(rng.uniform(0.05, 1), 3), "positive") if r < 0.2 else
+                 Sentiment(round(rng.uniform(-1, -0.05), 3), "negative") if r < 0.35 else
+                 Sentiment(0.0, "neutral"))
+    return TaskAnalysis(task.task_id, task.session_id, task.user_id, task.start_ns, position,
+                        evaluation, events, sentiment, _pick(rng, _LANGUAGES), task.end_ns + SEC)
+
+
+def _session_analysis(rng: random.Random, tasks: Sequence[TaskRecord],
+                      analyses: Sequence[TaskAnalysis]) -> SessionAnalysis:
+    """~90% ended (30 minutes after the last task, end reasons spread), the rest active."""
+    first, last = tasks[0], tasks[-1]
+    counts: dict[str, int] = {}
+    for a in analyses:
+        for e in a.events:
+            counts[e.name] = counts.get(e.name, 0) + 1
+    active = sum(t.end_ns - t.start_ns for t in tasks) + sum(
+        min(b.start_ns - a.end_ns, 300 * SEC) for a, b in itertools.pairwise(tasks)
+        if b.start_ns > a.end_ns)
+    if rng.random() >= 0.9:
+        return SessionAnalysis(first.session_id or "", first.user_id, "active", None, None, (),
+                               active, None, counts, last.end_ns + SEC)
+    reason = _pick(rng, _END_REASONS)
+    ok = reason in ("resolved", "explicit")
+    evaluation = Evaluation("success" if ok else "failure", 0.8 if ok else 0.2,
+                            "heuristic:session", f"the session ended {reason}")
+    ended = last.end_ns + 1800 * SEC
+    return SessionAnalysis(first.session_id or "", first.user_id, "ended", ended, reason,
+                           (f"ended {reason}: last task {last.task_id}",), active, evaluation,
+                           counts, ended)
+
+
+def _user_analyses(rng: random.Random, n_users: int) -> list[UserAnalysis]:
+    """Every user's classes: each class on its share of the users (independently, so a
+    user can have several), with a reason in words."""
+    out = []
+    for u in range(n_users):
+        classes = tuple(UserClass(label, (f"{label}: synthetic, {share:.0%} of users",))
+                        for label, share in _CLASS_SHARES if rng.random() < share)
+        out.append(UserAnalysis(f"user-{u:05d}", classes, {}, 0, 0, BASE_NS))
+    return out
+
+
+def _analysis_updates(n_tasks: int, n_sessions: int, n_users: int,
+                      seed: int) -> Iterator[AnalysisUpdate]:
+    """The analyses of the data set (``session_records``' tasks, same seed), about
+    ``ANALYSIS_TASKS`` tasks per update, then every user's classes."""
+    rng = random.Random(seed + 1000)
+    tasks: list[TaskAnalysis] = []
+    sessions: list[SessionAnalysis] = []
+    for session_tasks, session_feedback in session_records(
+        n_sessions, n_users, n_tasks // n_sessions, seed
+    ):
+        flags = {f.task_id: f.flag for f in session_feedback}
+        analyses = [_task_analysis(rng, t, flags.get(t.task_id), k + 1)
+                    for k, t in enumerate(session_tasks)]
+        tasks += analyses
+        sessions.append(_session_analysis(rng, session_tasks, analyses))
+        if len(tasks) >= ANALYSIS_TASKS:
+            yield AnalysisUpdate(tasks, sessions)
+            tasks, sessions = [], []
+    if tasks:
+        yield AnalysisUpdate(tasks, sessions)
+    yield AnalysisUpdate(users=_user_analyses(rng, n_users))
+
+
 def populate(path: Path, n_tasks: int, n_sessions: int, n_users: int, seed: int = 1) -> None:
     """Write the synthetic data set into a fresh store at ``path``, through its write
     path (``synchronous=NORMAL``: a benchmark's scratch file need not survive a power
-    loss)."""
+    loss), then its analyses (``populate_analyses``)."""
     store = open_store(str(path), synchronous="NORMAL")
     try:
         write_data_set(store, _extractions(n_tasks, n_sessions, n_users, seed))
+        populate_analyses(store, n_tasks, n_sessions, n_users, seed)
     finally:
         store.close()
+
+
+def populate_analyses(store: Store, n_tasks: int, n_sessions: int, n_users: int,
+                      seed: int = 1) -> None:
+    """Write the data set's analyses through ``store.write_analysis`` (as the analyzer
+    would, without running its evaluators: ~2,000 tasks/s would take minutes per 100,000
+    tasks), then mark every task analysed (the analyzer's token), so that the server's
+    analyzer only takes the tasks written after."""
+    assert isinstance(store, AnalysisStore)
+    for update in _analysis_updates(n_tasks, n_sessions, n_users, seed):
+        store.write_analysis(update)
+    while True:
+        with store.read() as reader:
+            pending = reader.pending_analysis(100_000)
+        if not pending.tasks and not pending.session_ids:
+            return
+        store.write_analysis(AnalysisUpdate(token=pending.token))
 
 
 def _load_request(n: int, batch: int, n_users: int) -> ExportTraceServiceRequest:
@@ -235,6 +393,16 @@ def _counts(path: Path) -> tuple[int, int, int]:
     return tasks, sessions, users
 
 
+def _has_analyses(path: Path) -> bool:
+    """Whether the store at ``path`` holds the data set's first task's analysis."""
+    store = open_store(str(path), read_only=True)
+    try:
+        with store.read() as reader:
+            return bool(reader.task_analyses(["task-0000000"]))
+    finally:
+        store.close()
+
+
 def _recompute_parts(path: Path) -> list[tuple[str, float]]:
     """Median ms of each reader call ``session_insights`` makes and of the whole (and of
     ``user_insights``), on one ``store.read()`` snapshot: no cache, no HTTP."""
@@ -260,6 +428,13 @@ def _recompute_parts(path: Path) -> list[tuple[str, float]]:
                 ("endings", lambda: reader.session_endings(everything)),
                 ("session_insights (whole)", lambda: session_insights(reader)),
                 ("user_insights (whole)", lambda: user_insights(reader)),
+                ("session_outcomes (whole)", lambda: session_outcomes(reader)),
+                ("  end reasons + examples", lambda: reader.end_reasons(everything, 5)),
+                ("  active durations (ended)", lambda: reader.active_durations(everything)),
+                ("user_class_counts", lambda: user_class_counts(reader)),
+                ("user_retention (whole)", lambda: user_retention(reader)),
+                ("  user days", reader.user_days),
+                ("event counts (/api/events)", reader.event_counts),
             ]
             out = []
             for name, fn in parts:
@@ -292,7 +467,17 @@ def main(argv: list[str] | None = None) -> int:
     if not path.exists():
         t0 = time.perf_counter()
         populate(path, n_tasks, n_sessions, n_users)
-        print(f"data set written through store.write in {time.perf_counter() - t0:.1f} s")
+        print(f"data set written through store.write and store.write_analysis in"
+              f" {time.perf_counter() - t0:.1f} s")
+    elif not _has_analyses(path):  # a file from before the analyses: add them
+        t0 = time.perf_counter()
+        store = open_store(str(path), synchronous="NORMAL")
+        try:
+            populate_analyses(store, n_tasks, n_sessions, n_users)
+        finally:
+            store.close()
+        print(f"analyses written through store.write_analysis in"
+              f" {time.perf_counter() - t0:.1f} s")
     print("data set: {:,} tasks / {:,} sessions / {:,} users".format(*_counts(path)))
     if args.populate_only:
         tmp.cleanup()
@@ -339,6 +524,19 @@ def main(argv: list[str] | None = None) -> int:
             lambda: ("/api/insights/sessions", {"from": from_iso, "to": to_iso}),
         ),
         ("GET /api/insights/users", lambda: ("/api/insights/users", {})),
+        # the analyses' filters and figures (issue 11)
+        ("GET /api/sessions?state=ended", lambda: ("/api/sessions", {"state": "ended"})),
+        ("GET /api/sessions?state=active", lambda: ("/api/sessions", {"state": "active"})),
+        ("GET /api/sessions?end_reason=frustrated",
+         lambda: ("/api/sessions", {"end_reason": "frustrated"})),
+        ("GET /api/users?class=power", lambda: ("/api/users", {"class": "power"})),
+        ("GET /api/users?class=struggling", lambda: ("/api/users", {"class": "struggling"})),
+        ("GET /api/tasks?event=thanks", lambda: ("/api/tasks", {"event": "thanks"})),
+        (f"GET /api/tasks?event={RARE_EVENT} (rare)",
+         lambda: ("/api/tasks", {"event": RARE_EVENT})),
+        ("GET /api/tasks?evaluation=failure", lambda: ("/api/tasks", {"evaluation": "failure"})),
+        ("GET /api/events", lambda: ("/api/events", {})),
+        ("GET /api/insights/retention", lambda: ("/api/insights/retention", {})),
         # Insights are cached until the data changes (a write); these rows defeat the cache
         # (a new `top` each time, so a new cache key) to show the cost right after a write.
         ("GET /api/insights/sessions (cold, no cache)",
@@ -385,7 +583,11 @@ def main(argv: list[str] | None = None) -> int:
         load_endpoints = [(f"{name} [under writes]", make) for name, make in endpoints
                           if name in ("GET /healthz (baseline)", "GET /api/insights/sessions",
                                       "GET /api/insights/sessions?from&to (1 week)",
-                                      "GET /api/insights/users", "GET /api/sessions")]
+                                      "GET /api/insights/users", "GET /api/sessions",
+                                      "GET /api/sessions?state=active",
+                                      "GET /api/users?class=power",
+                                      "GET /api/tasks?evaluation=failure", "GET /api/events",
+                                      "GET /api/insights/retention")]
         for name, make in load_endpoints:
             samples, oldest, computed = [], 0.0, set()
             end_at = time.perf_counter() + load_seconds

@@ -37,9 +37,9 @@ from phospho_otel.insights.config import InsightsConfig
 from phospho_otel.insights.context import TaskContext
 from phospho_otel.insights.endings import decide_session
 from phospho_otel.insights.evaluation import EvaluationPipeline, evaluate_session
-from phospho_otel.insights.events import EventDetector, llm_event_messages, parse_llm_event_answer
+from phospho_otel.insights.events import llm_event_messages, parse_llm_event_answer
 from phospho_otel.insights.llm import JUDGE_SOURCE, LLMClient, LLMJudge
-from phospho_otel.insights.text import language, sentiment
+from phospho_otel.insights.textpool import TextAnalysis, TextAnalyzer
 from phospho_otel.insights.webhooks import WebhookSender
 from phospho_otel.model.analysis import (
     DetectedEvent,
@@ -102,13 +102,30 @@ def _system_prompt(task: TaskRecord) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _context(rows: Sequence[TaskRow], i: int) -> TaskContext:
+def _context(rows: Sequence[TaskRow], i: int, events: Sequence[DetectedEvent] = (), *,
+             session_ended: bool = False) -> TaskContext:
+    """The context of ``rows[i]`` among its session's ``rows``."""
     row = rows[i]
     return TaskContext(
         task=row.task, feedback=row.feedback,
         previous=tuple(r.task for r in rows[max(0, i - PREVIOUS_TASKS):i]),
         next=rows[i + 1].task if i + 1 < len(rows) else None,
-        system_prompt=_system_prompt(row.task), position=row.position)
+        system_prompt=_system_prompt(row.task), position=row.position,
+        events=tuple(e.name for e in events), session_ended=session_ended)
+
+
+@dataclass
+class _Unit:
+    """A touched session (or a task without one: ``session_id`` None) as read: its tasks
+    in order, their stored analyses, the indexes to analyse again, its session events and
+    the events of its session scope."""
+
+    session_id: str | None
+    rows: list[TaskRow]
+    known: dict[str, TaskAnalysis]
+    redo: set[int]
+    session_events: Sequence[SessionEventRecord]
+    session_scope_events: tuple[DetectedEvent, ...]
 
 
 class Analyzer:
@@ -121,7 +138,7 @@ class Analyzer:
 
     def __init__(self, store: Store, config: InsightsConfig | None = None, *,
                  interval_s: float = 0.5, batch: int = 1000, classify_every_s: float = 30.0,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 workers: int = 0, clock: Callable[[], int] = time.time_ns) -> None:
         if not isinstance(store, AnalysisStore):
             raise TypeError(f"{type(store).__name__} keeps no analysis results")
         self.store = store
@@ -133,7 +150,8 @@ class Analyzer:
         self.clock = clock
         self.stats = AnalyzerStats()
         self.pipeline = EvaluationPipeline()
-        self.detector = EventDetector(self.config.events)
+        self.texts = TextAnalyzer(self.config.events, workers)
+        self.detector = self.texts.detector
         self._llm_events = self.detector.llm_definitions()
         self._webhooks = {d.name: d.webhook for d in self.config.events if d.webhook}
         self._sender = WebhookSender() if self._webhooks else None
@@ -171,6 +189,7 @@ class Analyzer:
             self._sender.close(timeout_s)
         if self._llm is not None:
             self._llm.close()
+        self.texts.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -245,68 +264,85 @@ class Analyzer:
                  ) -> tuple[list[TaskAnalysis], list[SessionAnalysis], list[TaskAnalysis]]:
         """Analyses of the changed tasks (``(task id, session id)``) and their
         predecessors, of the touched sessions, and the task analyses with events they did
-        not have before (for webhooks)."""
+        not have before (for webhooks).
+
+        Three steps: read what each touched session holds; analyse the text of every task
+        whose text is new (``TextAnalyzer``, in one batch: in worker processes when
+        configured); then evaluate the tasks and decide the sessions."""
         changed = {task_id for task_id, _ in changed_tasks}
         by_session: dict[str, None] = {}
-        loose: list[TaskRow] = []
+        units: list[_Unit] = []
         for task_id, task_session in changed_tasks:
             if task_session is not None:
                 by_session[task_session] = None
                 continue
             row = reader.get_task(task_id)
             if row is not None:
-                loose.append(row)
+                old = reader.task_analyses([task_id]).get(task_id)
+                units.append(_Unit(None, [row], {task_id: old} if old else {}, {0}, (), ()))
         for session_id in session_ids:
             by_session[session_id] = None
-        out_tasks: list[TaskAnalysis] = []
-        out_sessions: list[SessionAnalysis] = []
-        fresh_events: list[TaskAnalysis] = []
-        for row in loose:
-            old = reader.task_analyses([row.task.task_id]).get(row.task.task_id)
-            analysis = self._task(TaskContext(row.task, row.feedback,
-                                              system_prompt=_system_prompt(row.task)),
-                                  None, now)
-            out_tasks.append(analysis)
-            self._note_new_events(analysis, old, fresh_events)
         for session_id in by_session:
             rows = reader.session_tasks(session_id, SESSION_TASKS)
             if not rows:
                 continue
             known = reader.task_analyses(r.task.task_id for r in rows)
             redo = {i for i, r in enumerate(rows) if r.task.task_id in changed
-                    or r.task.task_id not in known}
+                    or r.task.task_id not in known
+                    or known[r.task.task_id].position != r.position}
             redo |= {i - 1 for i in redo if i > 0}
+            units.append(_Unit(session_id, rows, known, redo,
+                               reader.session_events(session_id),
+                               tuple(self.detector.session_events([r.task for r in rows]))))
+        # the text of new and changed tasks, in one batch
+        fresh = [(u, i) for u in units for i in sorted(u.redo)
+                 if u.rows[i].task.task_id in changed or u.rows[i].task.task_id not in u.known]
+        texts = self.texts.analyze([_context(u.rows, i) for u, i in fresh])
+        text_of = {(id(u), i): t for (u, i), t in zip(fresh, texts, strict=True)}
+        out_tasks: list[TaskAnalysis] = []
+        out_sessions: list[SessionAnalysis] = []
+        fresh_events: list[TaskAnalysis] = []
+        for u in units:
             analyses: list[TaskAnalysis] = []
-            for i, r in enumerate(rows):
-                old = known.get(r.task.task_id)
-                if i not in redo and old is not None and old.position == r.position:
+            for i, r in enumerate(u.rows):
+                old = u.known.get(r.task.task_id)
+                if i not in u.redo and old is not None:
                     analyses.append(old)
                     continue
-                keep = old if r.task.task_id not in changed else None
-                analysis = self._task(_context(rows, i), keep, now)
+                text = text_of.get((id(u), i))
+                if text is None:  # text unchanged: its events, sentiment, language stand
+                    assert old is not None
+                    text = TextAnalysis(old.events, old.sentiment, old.language)
+                analysis = self._task(_context(u.rows, i, text.events), text, old, now)
                 analyses.append(analysis)
-                out_tasks.append(analysis)
                 self._note_new_events(analysis, old, fresh_events)
-            out_sessions.append(self._session(reader, session_id, rows, analyses, now))
+            if u.session_id is not None:
+                session = self._session(u, analyses, now)
+                last = len(u.rows) - 1
+                if session.state == "ended" and analyses[last].evaluation.label == "unknown":
+                    # its user left after the last task: evaluate it again knowing that
+                    a = analyses[last]
+                    ctx = _context(u.rows, last, a.events, session_ended=True)
+                    analyses[last] = self._task(
+                        ctx, TextAnalysis(a.events, a.sentiment, a.language), a, now)
+                    u.redo.add(last)
+                    session = self._session(u, analyses, now)
+                out_sessions.append(session)
+            out_tasks += [a for i, a in enumerate(analyses) if i in u.redo]
         return out_tasks, out_sessions, fresh_events
 
-    def _task(self, ctx: TaskContext, keep: TaskAnalysis | None, now: int) -> TaskAnalysis:
-        """A task's analysis; with ``keep`` (its text unchanged), only the evaluation is
-        made again."""
-        judged = keep is not None and keep.evaluation.source == JUDGE_SOURCE
-        evaluation = self.pipeline.evaluate(ctx, judge=keep.evaluation if judged and keep
-                                            else None)
-        if keep is not None:
-            events, mood, lang = keep.events, keep.sentiment, keep.language
-        else:
-            events = tuple(self.detector.task_events(ctx))
-            mood = sentiment(ctx.task.input)
-            lang = language(ctx.task.input)
+    def _task(self, ctx: TaskContext, text: TextAnalysis, old: TaskAnalysis | None,
+              now: int) -> TaskAnalysis:
+        """A task's analysis from its context and its text's analysis; a verdict the LLM
+        judge gave before stands (unless feedback or a fact overrides it)."""
+        judged = old is not None and old.evaluation.source == JUDGE_SOURCE
+        evaluation = self.pipeline.evaluate(
+            ctx, judge=old.evaluation if judged and old is not None else None)
         task = ctx.task
-        pending = (self._llm is not None and evaluation.source != _USER_FEEDBACK
-                   and (keep is None or keep.judge_pending))
+        pending = self._llm is not None and evaluation.source != _USER_FEEDBACK and not judged
         return TaskAnalysis(task.task_id, task.session_id, task.user_id, task.start_ns,
-                            ctx.position, evaluation, events, mood, lang, now, pending)
+                            ctx.position, evaluation, text.events, text.sentiment,
+                            text.language, now, pending)
 
     @staticmethod
     def _note_new_events(analysis: TaskAnalysis, old: TaskAnalysis | None,
@@ -315,17 +351,17 @@ class Analyzer:
         if any(e.name not in before for e in analysis.events):
             out.append(analysis)
 
-    def _session(self, reader: StoreReader, session_id: str, rows: Sequence[TaskRow],
-                 analyses: Sequence[TaskAnalysis], now: int) -> SessionAnalysis:
-        session_events = reader.session_events(session_id)
-        pairs = [(r.task, a) for r, a in zip(rows, analyses, strict=True)]
-        user_id = min((r.task.user_id for r in rows if r.task.user_id), default=None)
-        decided = decide_session(
-            session_id, user_id, pairs, session_events, now, self.config.sessions,
-            session_scope_events=self.detector.session_events([r.task for r in rows]))
+    def _session(self, unit: _Unit, analyses: Sequence[TaskAnalysis],
+                 now: int) -> SessionAnalysis:
+        assert unit.session_id is not None
+        pairs = [(r.task, a) for r, a in zip(unit.rows, analyses, strict=True)]
+        user_id = min((r.task.user_id for r in unit.rows if r.task.user_id), default=None)
+        decided = decide_session(unit.session_id, user_id, pairs, unit.session_events, now,
+                                 self.config.sessions,
+                                 session_scope_events=unit.session_scope_events)
         if decided.state == "ended":
             decided = decided._replace(evaluation=evaluate_session(
-                [(t, a.evaluation) for t, a in pairs], _latest_feedback(session_events)))
+                [(t, a.evaluation) for t, a in pairs], _latest_feedback(unit.session_events)))
         return decided
 
     # -- LLM judge and LLM-question events ------------------------------------------------
@@ -349,7 +385,7 @@ class Analyzer:
                 rows = (reader.session_tasks(row.task.session_id, SESSION_TASKS)
                         if row.task.session_id else [row])
                 i = next((k for k, r in enumerate(rows) if r.task.task_id == task_id), 0)
-                contexts.append((old, _context(rows, i)))
+                contexts.append((old, _context(rows, i, old.events)))
         verdicts = self._judge.judge_many([c for _, c in contexts])
         questions = [(d, ctx) for _, ctx in contexts for d in self._llm_events]
         answers = self._llm.complete_many([llm_event_messages(d, c) for d, c in questions])

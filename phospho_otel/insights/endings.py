@@ -22,13 +22,18 @@ event is active.
 **Why it ended** (``end_reason``), from its last turns, the first that holds in this order:
 
 1. ``frustrated``: a frustration or abuse event (``FRUSTRATION_EVENTS``) on one of the last
-   two tasks (an event found in a system prompt does not count);
+   two tasks (an event found in a system prompt does not count) that was not repaired: a
+   frustration is repaired when the answer to it was evaluated ``success`` (the user was
+   satisfied after all, e.g. thanked for the next answer), or when a later task carries a
+   thanks event (``RESOLUTION_EVENTS``) — so "you didn't answer. Which terminal?" answered
+   and followed by "thanks" ends ``resolved``, not ``frustrated``;
 2. ``abandoned_after_error``: the last task has an error status or no output;
 3. ``abandoned_after_failure``: the latest session feedback says ``failure`` or, without
    session feedback, the last task was evaluated ``failure``;
 4. ``resolved``: the latest session feedback says ``success`` or, without session
    feedback, the last task was evaluated ``success`` or carries a thanks event
-   (``RESOLUTION_EVENTS``);
+   (``RESOLUTION_EVENTS``) — unless the last task is an attack (``ATTACK_EVENTS``: a
+   refused prompt injection is a successful task, but resolves nothing for a user);
 5. ``explicit``: it was ended explicitly and nothing above was said;
 6. ``other``: timed out and nothing above was said.
 
@@ -50,10 +55,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
 from phospho_otel.insights.config import SessionSettings
+from phospho_otel.insights.evaluation import ATTACK_EVENTS
 from phospho_otel.model.analysis import DetectedEvent, SessionAnalysis, TaskAnalysis
 from phospho_otel.model.records import SessionEventRecord, TaskRecord
 
 __all__ = [
+    "ATTACK_EVENTS",
     "FRUSTRATION_EVENTS",
     "RESOLUTION_EVENTS",
     "active_duration_ns",
@@ -149,13 +156,42 @@ def _end_reason(ordered: Sequence[tuple[TaskRecord, TaskAnalysis | None]],
     docstring."""
     n = len(ordered)
     frustrated: list[str] = []
+    repaired: list[str] = []
     for i in range(max(n - _FRUSTRATION_WINDOW, 0), n):
         record, analysis = ordered[i]
         names = _event_names(analysis, frustration)
-        if names:
-            frustrated.append(f"{_task(record, i + 1, n)}: {_events(names)}")
+        if not names:
+            continue
+        cited = f"{_task(record, i + 1, n)}: {_events(names)}"
+        repair = _repair(ordered, i, resolution)
+        if repair is None:
+            frustrated.append(cited)
+        else:
+            repaired.append(f"{cited}, repaired: {repair}")
     if frustrated:
         return "frustrated", frustrated
+    reason, evidence = _end_reason_after(ordered, feedback, explicit, resolution)
+    return reason, [*repaired, *evidence]
+
+
+def _repair(ordered: Sequence[tuple[TaskRecord, TaskAnalysis | None]], i: int,
+            resolution: frozenset[str]) -> str | None:
+    """How the frustration on task ``i`` was repaired, in words, or None."""
+    analysis = ordered[i][1]
+    if analysis is not None and analysis.evaluation.label == "success":
+        return f"its answer was evaluated success by {analysis.evaluation.source}"
+    for j in range(i + 1, len(ordered)):
+        thanks = _event_names(ordered[j][1], resolution)
+        if thanks:
+            return f"task {j + 1} of {len(ordered)} carries a {_events(thanks)}"
+    return None
+
+
+def _end_reason_after(ordered: Sequence[tuple[TaskRecord, TaskAnalysis | None]],
+                      feedback: SessionEventRecord | None, explicit: bool,
+                      resolution: frozenset[str]) -> tuple[str, list[str]]:
+    """Rules 2-6 of the module docstring."""
+    n = len(ordered)
     if not ordered:
         return _feedback_reason(feedback) or ("explicit" if explicit else "other", [
             "no task in the session"])
@@ -171,6 +207,10 @@ def _end_reason(ordered: Sequence[tuple[TaskRecord, TaskAnalysis | None]],
     evaluation = analysis.evaluation if analysis is not None else None
     if evaluation is not None and evaluation.label == "failure":
         return "abandoned_after_failure", [f"last {cited} {_evaluated(analysis)}"]
+    attack = _event_names(analysis, frozenset(ATTACK_EVENTS))
+    if attack:
+        said = f"{_evaluated(analysis)}; an attack ({_events(attack)}) resolves nothing"
+        return ("explicit" if explicit else "other"), [f"last {cited} {said}"]
     if evaluation is not None and evaluation.label == "success":
         return "resolved", [f"last {cited} {_evaluated(analysis)}"]
     thanks = _event_names(analysis, resolution)

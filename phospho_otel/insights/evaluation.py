@@ -6,29 +6,56 @@ its session, the app's system prompt) and returns an ``Evaluation`` (label ``suc
 no opinion. The built-in evaluators are heuristics that need no model, each with the
 source ``heuristic:<name>``:
 
-=============  ====================================================================  =====
-name           verdict                                                               score
-=============  ====================================================================  =====
-``error``      failure: the task's status is ``error``                               0.05
-``no_output``  failure: the output is missing, empty or only whitespace              0.05
-``refusal``    failure: the output refuses, apologises without answering ("I'm       0.15
-               sorry, but I can't...", "I don't have access to...", "As an AI
-               language model, I cannot..."), looked for in its first 200 characters
-``complaint``  failure: the user's next message complains ("that's wrong", "not      0.15
-               helpful", "you didn't answer", "thanks for nothing", "never mind")
-``rephrase``   failure: the user's next message asks the same thing again: it        0.3
-               repeats it, starts with "I meant" / "no, ..." / "let me rephrase", or
-               shares most of its content words (Jaccard >= 0.6 on content-word
-               stems, at least two in common)
-``thanks``     success: the user's next message thanks or approves ("thanks",        0.9
-               "perfect", "that helped", "it works now"), and does not complain
-               (sarcasm such as "thanks for nothing" is a complaint, and negations
-               such as "not perfect" do not count)
-``answered``   weak success: the task has an output, and the user's next message     0.6
-               moves on to something else (no refusal, complaint or rephrase). With
-               no next message it has no opinion: an unanswered last turn may be an
-               abandonment, which the session's end decides.
-=============  ====================================================================  =====
+======================== =========================================================  =====
+name                     verdict                                                    score
+======================== =========================================================  =====
+``error``                failure: the task's status is ``error``                    0.05
+``no_output``            failure: the output is missing, empty or only whitespace   0.05
+``refusal``              failure: the output refuses, or apologises without         0.15
+                         answering ("I'm sorry, but I can't...", "I can only...",
+                         "I don't have access to...", "Unfortunately, I'm not
+                         sure", "an error occurred, please try again later",
+                         "Désolée, je ne peux pas", "Lo siento, no puedo",
+                         "Entschuldigung, ... Fehler"; or nothing but apologies
+                         and "anything else I can help you with?"), looked for
+                         in its first 200 characters. Two exceptions, read from
+                         ``TaskContext.events``: refusing a prompt-injection
+                         attempt (``ATTACK_EVENTS``) is a **success** (source
+                         ``heuristic:refused_attack``, score 0.7); declining an
+                         insult (``INSULT_EVENTS``) is no opinion
+``repetition``           failure: the output repeats an earlier output of the       0.3
+                         session (>= 80% of its content words, at least 3)
+``complaint``            failure: the user's next message complains ("that's        0.15
+                         wrong", "not helpful", "thanks for nothing", "never
+                         mind") or says the fix did not work ("it still drops",
+                         "I already tried that", "same error", "nothing changed",
+                         "ça ne marche toujours pas", "sigue sin funcionar",
+                         "immer noch", "hat nichts gebracht", "non funziona",
+                         "não funciona")
+``rephrase``             failure: the user's next message asks the same thing       0.3
+                         again: it repeats it, starts with "I meant" / "no, ..." /
+                         "let me rephrase", or shares most of its content words
+                         (Jaccard >= 0.6 on content-word stems, at least two)
+``left_after_complaint`` failure: the session has ended after this task              0.3
+                         (``TaskContext.session_ended``, no next message), and
+                         its own input was a complaint (or carries a frustration
+                         event) that asked nothing new (no "?"): the user's last
+                         word was a complaint. Not for an insult.
+``thanks``               success: the user's next message thanks or approves        0.9
+                         ("thanks", "perfect", "that helped", "it works now"), and
+                         does not complain (sarcasm such as "thanks for nothing"
+                         is a complaint; "not perfect" does not count)
+``answered``             weak success: the task has an output (no error, no         0.6
+                         refusal), and either the user's next message moves on to
+                         something else (no complaint or rephrase), or the session
+                         has ended after it and nothing says it failed: "answered,
+                         and the user left without complaint". Not when the output
+                         asks the user something in its last 150 characters (a
+                         clarifying question or an offer never taken up: unknown),
+                         nor after an insult or a complaint that asked nothing.
+                         Before the session has ended, a task with no next
+                         message gets no opinion (the user may still reply).
+======================== =========================================================  =====
 
 ``EvaluationPipeline`` combines them with one rule, in this order:
 
@@ -43,13 +70,14 @@ name           verdict                                                          
 
 The reason of the winner is kept, and the other signals are named after it.
 
-Evaluations depending on ``TaskContext.next`` change when the next task arrives: a task
-is evaluated again then (and when its session ends). Measured cost of the default
-pipeline: 17-36 µs of CPU per task on chat sessions, on a loaded 2-core VM
-(``tests/insights/test_evaluation.py::test_pipeline_is_fast`` asserts < 50 µs). It stays
-low because each text is searched once (the helpers cache their answers by text, bounded),
-outputs only in their first characters, and each phrase list only when the text holds one
-of its words.
+Evaluations depending on ``TaskContext.next`` or ``session_ended`` change when the next
+task arrives or the session ends: the analyzer evaluates a task again then. It runs the
+event detector first, so ``TaskContext.events`` holds the names found on the task.
+Measured cost of the default pipeline: 22-35 µs of CPU per task on chat sessions, on a
+loaded 2-core VM (``tests/insights/test_evaluation.py::test_pipeline_is_fast`` asserts <
+50 µs). It stays low because each text is searched once (the helpers cache their answers
+by text, bounded), outputs only in their first characters, and each phrase list only when
+the text holds one of its words.
 
 ``evaluate_session`` makes a session-level evaluation from its tasks' evaluations (and
 session feedback, which wins). The text helpers (``find_refusal``, ``find_complaint``,
@@ -59,6 +87,7 @@ session feedback, which wins). The text helpers (``find_refusal``, ``find_compla
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
@@ -69,15 +98,22 @@ from phospho_otel.model.analysis import Evaluation
 from phospho_otel.model.records import SessionEventRecord, TaskRecord
 
 __all__ = [
+    "ATTACK_EVENTS",
     "DEFAULT_EVALUATORS",
     "FACT_RULES",
+    "FRUSTRATION_EVENTS",
+    "INSULT_EVENTS",
+    "REPEAT_CONTAINED",
+    "REPEAT_MIN_SHARED",
     "Answered",
     "Complaint",
     "ErrorStatus",
     "EvaluationPipeline",
     "Evaluator",
+    "LeftAfterComplaint",
     "NoOutput",
     "Refusal",
+    "Repetition",
     "Rephrase",
     "Thanks",
     "content_words",
@@ -102,6 +138,20 @@ first; this keeps the cost bounded on long outputs)."""
 _INPUT_CHARS = 600
 """User messages are searched and compared in their first characters only."""
 _QUOTE_CHARS = 80
+_ASKS_BACK_CHARS = 150
+"""An output with a question mark in its last characters asks the user something."""
+
+ATTACK_EVENTS = ("prompt_injection",)
+"""Events of a task whose input attacks the app: refusing it is a success."""
+INSULT_EVENTS = ("abuse",)
+"""Events of a task whose input is an insult: it asks for nothing, so declining it, or
+answering it before the user leaves, is neither a success nor a failure."""
+FRUSTRATION_EVENTS = ("frustration",)
+"""Events of a task whose input is a complaint (as ``find_complaint``)."""
+REPEAT_MIN_SHARED = 3
+REPEAT_CONTAINED = 0.8
+"""An output whose content words are at least this share of an earlier output's (and at
+least ``REPEAT_MIN_SHARED`` of them) repeats it."""
 
 
 @runtime_checkable
@@ -140,8 +190,9 @@ def _quote(original: str, start: int) -> str:
     return piece + ("..." if len(original) > start + _QUOTE_CHARS else "")
 
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-"""Words of a normalized text, for gates and for content words ("can't" is one word)."""
+_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+"""Words of a normalized text, for gates and for content words ("can't" and "j'ai" are one
+word; accented letters are letters)."""
 
 
 class _Phrases:
@@ -180,7 +231,8 @@ _REFUSAL = _Phrases([
     r"'m unable|don't|do not)",
     rf"\bi {_CANT} (?:help|assist|provide|answer|do that|do this|comply|fulfil|fulfill|share|"
     r"access|browse|find|give|offer|generate|create|write|complete|process|support|respond|"
-    r"discuss|engage|look up|retrieve|perform|continue|tell)",
+    r"discuss|engage|look up|retrieve|perform|continue|tell|change|modify|cancel|book|"
+    r"transfer|issue|connect)",
     r"\bi (?:don't|do not) have (?:access|the ability|the capability|real-time|realtime|any "
     r"information|information|enough information|the information|personal|browsing|the "
     r"means|any way|a way|any data|data on|details)",
@@ -199,8 +251,62 @@ _REFUSAL = _Phrases([
     r"'m unable|have no|am not able|'m not able)",
     r"\bi(?:'m| am) (?:not able|unable) to\b",
     r"\bi(?:'m| am) not (?:able|allowed|permitted|designed) to\b",
+    # declining by scope, not knowing, failing: "I'm sorry, I can only...", "I'm not sure
+    # what to suggest", "an error occurred, please try again later"
+    r"\b(?:i(?:'m| am) )?sorry,? (?:but )?i (?:can only|only|didn't understand|did not "
+    r"understand|don't understand|do not understand)\b",
+    r"\bunfortunately,? i(?:'m| am) not sure\b",
+    r"\bi(?:'m| am) not sure (?:what|how) to (?:suggest|do|help|answer|say|advise)\b",
+    r"\b(?:an error (?:has )?occurred|something went wrong)\b",
+    r"\bplease try again later\b",
 ], gate="""sorry afraid unable cannot can't won't couldn't wasn't don't not no ai beyond
-    outside decline refuse against violate violates violating unfortunately""".split())
+    outside decline refuse against violate violates violating unfortunately sure error
+    wrong later""".split())
+_REFUSAL_OTHER = _Phrases([
+    # French, Spanish, German, Italian, Portuguese: an apology (or "unfortunately") then
+    # "I cannot / do not know", an apology for an error, "try again later"
+    r"\b(?:je suis )?d[ée]sol[ée]e?s?,? (?:mais )?(?:je ne (?:peux|pourrai|sais|suis pas)|"
+    r"je n'ai pas|il m'est impossible)",
+    r"\bmalheureusement,? je ne (?:peux|pourrai|sais)\b",
+    r"\bje ne suis pas en mesure de\b",
+    r"\b(?:lo siento|lo lamento|perdona|perdone|disculpa|disculpe|lamentablemente|"
+    r"desafortunadamente),? (?:pero )?no (?:puedo|sé|tengo|es posible|me es posible)\b",
+    r"\b(?:entschuldigung|es tut mir leid|tut mir leid|sorry),? (?:aber )?ich (?:kann|darf|"
+    r"weiß)\b[^.!?]{0,60}\bnicht\b",
+    r"\b(?:entschuldigung|es tut mir leid|tut mir leid)\b[^.!?]{0,60}\bfehler\b",
+    r"^leider (?:kann|darf|konnte) ich\b",
+    r"\b(?:ein fehler ist aufgetreten|ist ein fehler aufgetreten|une erreur s'est produite|"
+    r"se ha producido un error|ocurrió un error|si è verificato un errore|ocorreu um erro)\b",
+    r"\b(?:bitte versuchen sie es später|veuillez réessayer plus tard|réessayez plus tard|"
+    r"inténtalo (?:de nuevo )?más tarde|vuelva a intentarlo más tarde|riprova più tardi|"
+    r"tente novamente mais tarde)\b",
+    r"\b(?:mi dispiace|purtroppo),? (?:ma )?non (?:posso|sono in grado|so)\b",
+    r"\b(?:desculpe|lamento|sinto muito|infelizmente),? (?:mas )?n[ãa]o (?:posso|consigo|"
+    r"sei)\b",
+], gate="""désolé désolée désolés désolées desole desolee malheureusement mesure siento
+    lamento perdona perdone disculpa disculpe lamentablemente desafortunadamente entschuldigung
+    leid sorry leider fehler erreur error errore erro später tard tarde réessayer réessayez
+    riprova tente dispiace purtroppo desculpe muito infelizmente""".split())
+"""Refusals in French, Spanish, German, Italian and Portuguese, behind their own gate."""
+
+_PLEASANTRY = re.compile(
+    r"(?:i(?:'m| am) |we(?:'re| are) )?(?:so |very |really |truly )?sorry(?: to hear that| "
+    r"(?:for|about) (?:the|any|this|that) (?:inconvenience|confusion|trouble|frustration|"
+    r"delay|wait|misunderstanding|issue)| about that| you feel that way)?"
+    r"|(?:i|we) (?:do |sincerely )?apologi[sz]e(?: for (?:the|any|this|that) (?:inconvenience|"
+    r"confusion|trouble|frustration|delay|wait|misunderstanding|issue))?"
+    r"|(?:i )?understand(?: your frustration| how you feel)?|i understand that"
+    r"|thank you for your (?:patience|understanding)"
+    r"|is there anything else (?:i can (?:help|assist) (?:you )?with|i can do for you)"
+    r"|how else can i (?:help|assist)(?: you)?"
+    r"|(?:please )?let me know if (?:you need|there is|there's) anything else"
+    r"|i(?:'m| am) here (?:if|when) you need (?:help|anything|me)(?: with [^.!?]*)?")
+"""Sentences that are only an apology or a deflection ("I apologise for the inconvenience",
+"Is there anything else I can help you with?"): an output made of nothing else does not
+answer."""
+_APOLOGY = re.compile(r"sorry|apologi[sz]e|understand|i(?:'m| am) here")
+_SENTENCE_END = re.compile(r"[.!?]+\s*")
+_PLEASANTRY_MAX_CHARS = 200
 _DISCLAIMER = "as an ai language model"
 _DISCLAIMER_MIN_CHARS = 400
 """"As an AI language model" alone is a refusal only in a short output (under about 60
@@ -251,6 +357,48 @@ _COMPLAINT = _Phrases([
     hallucinating confused nothing anyway trying nevermind forget answer helpful broken failing
     yeah waste joke already same stop said told asked ugh wtf seriously come nope even kidding
     serious""".split())
+_FIX_FAILED = _Phrases([
+    # the fix did not work: "it still drops", "I already tried that", "same error",
+    # "nothing changed", in English, French, Spanish, German, Italian and Portuguese
+    r"\b(?:it|this|they|mine|i)(?:'s| is| are| am|'m)? still\b",
+    r"(?:^|(?<=[.!?;,] )|(?<=[.!?;,]))still\b",
+    r"\bstill (?:the same|not|no|doesn't|does not|won't|can't|fails|failing|broken|drops|"
+    r"dropping|crashes|crashing|getting|gives|giving|shows|showing|happening|happens|slow|"
+    r"hangs|hanging)\b",
+    r"\bi(?:'ve| have| had)? already (?:did|done|tried|do|restarted|rebooted|reinstalled|"
+    r"checked|installed|said|told|asked)\b",
+    r"\b(?:tried|did|done|restarted|rebooted|checked|reinstalled) (?:that|it|this)\b"
+    r"(?: [^.!?]{0,30})? already\b",
+    r"\b(?:the )?(?:same|identical) (?:error|problem|issue|result|output|message|exception)\b",
+    r"\bnothing (?:changed|changes|happened|happens|works|worked|helped|helps)\b",
+    r"\b(?:didn't|did not|doesn't|does not|won't) (?:change|fix|solve) (?:anything|a thing)\b",
+    r"\b(?:made|makes) no difference\b", r"\bno change\b", r"\bnot working\b",
+    r"\b(?:ça|ca|cela) ne (?:marche|fonctionne) (?:toujours )?pas\b",
+    r"\btoujours (?:pas|le même|la même|rien|en panne)\b", r"\bj'ai déjà\b",
+    r"\brien n'a changé\b", r"\bn'a rien (?:changé|donné|fait)\b",
+    r"\b(?:la )?même (?:erreur|problème)\b", r"\b(?:le )?même problème\b",
+    r"\bno funciona\b", r"\bsigue (?:sin|igual|fallando|dando|sin funcionar)\b",
+    r"\btodavía no (?:funciona|va)\b", r"\bya lo (?:hice|intenté|probé)\b",
+    r"\b(?:el )?mismo (?:error|problema)\b", r"\bnada (?:cambió|ha cambiado)\b",
+    r"\bno (?:ha cambiado nada|sirvió|sirve de nada|me sirve)\b",
+    r"\bfunktioniert (?:immer noch |noch immer |trotzdem )?nicht\b",
+    r"\b(?:immer noch|noch immer)\b", r"\b(?:hat|hilft|bringt) (?:nichts|nicht)\b",
+    r"\bhat nicht geholfen\b", r"\bschon (?:gemacht|versucht|probiert)\b",
+    r"\bhab(?:e)? ich (?:schon|bereits)\b", r"\b(?:der )?(?:gleiche|selbe|derselbe) fehler\b",
+    r"\bnichts (?:geändert|gebracht)\b",
+    r"\bnon funziona\b", r"\bancora (?:non|lo stesso|uguale|niente)\b",
+    r"\b(?:l'ho )?già (?:fatto|provato)\b", r"\b(?:lo )?stesso (?:errore|problema)\b",
+    r"\bnon è cambiato (?:niente|nulla)\b", r"\bnon ha funzionato\b",
+    r"\bn[ãa]o funciona\b", r"\bainda (?:n[ãa]o|dá|o mesmo|a mesma)\b",
+    r"\bjá (?:fiz|tentei)\b", r"\b(?:o )?mesmo (?:erro|problema)\b", r"\bnada mudou\b",
+    r"\bn[ãa]o (?:mudou nada|adiantou|resolveu)\b", r"\bcontinua (?:igual|sem|a dar|dando)\b",
+], gate="""still already same identical nothing didn't doesn't won't made makes change
+    working marche fonctionne toujours déjà rien n'a même funciona sigue todavía intenté hice
+    probé mismo nada sirvió sirve funktioniert immer noch hilft bringt nichts geholfen schon
+    hab habe gleiche selbe derselbe funziona ancora già stesso cambiato funzionato ainda já
+    mesmo mudou adiantou resolveu continua""".split())
+"""Complaints that the fix did not work, kept apart from ``_COMPLAINT`` behind their own
+gate (its words are rarer), so that most messages run one of the two regexes at most."""
 
 _THANKS = _Phrases([
     r"\bthanks?\b", r"\bthank you\b", r"\bthank u\b", r"\bthx\b", r"\bty\b", r"\btysm\b",
@@ -328,7 +476,7 @@ class _Message(NamedTuple):
 def _message(text: str) -> _Message:
     words = frozenset(_TOKEN.findall(text))
     content = frozenset(_stem(w) for w in words if w not in _STOPWORDS)
-    match = _COMPLAINT.search(text, words)
+    match = _COMPLAINT.search(text, words) or _FIX_FAILED.search(text, words)
     if match is not None:
         return _Message(text, content, _quote(text, match.start()), None)
     thanks = None
@@ -337,6 +485,23 @@ def _message(text: str) -> _Message:
             thanks = _quote(text, match.start())
             break
     return _Message(text, content, None, thanks)
+
+
+@lru_cache(maxsize=8192)
+def _head_tokens(head: str) -> frozenset[str]:
+    """The words of an output's normalized head (shared by the refusal gate and
+    ``Repetition``)."""
+    return frozenset(_TOKEN.findall(head))
+
+
+def _output_words(output: str | None) -> frozenset[str]:
+    """The content-word stems of an output's first ``_HEAD_CHARS`` characters."""
+    return _words_of(normalize(output, _HEAD_CHARS)) if output else frozenset()
+
+
+@lru_cache(maxsize=8192)
+def _words_of(head: str) -> frozenset[str]:
+    return frozenset(_stem(w) for w in _head_tokens(head) if w not in _STOPWORDS)
 
 
 def content_words(text: str | None) -> frozenset[str]:
@@ -354,10 +519,16 @@ def find_refusal(output: str | None) -> str | None:
 
 @lru_cache(maxsize=8192)
 def _refusal_in(head: str, long_output: bool) -> str | None:
-    for match in _REFUSAL.finditer(head, frozenset(_TOKEN.findall(head))):
+    words = _head_tokens(head)
+    for match in itertools.chain(_REFUSAL.finditer(head, words),
+                                 _REFUSAL_OTHER.finditer(head, words)):
         if long_output and match.group(0) == _DISCLAIMER:
             continue
         return _quote(head, match.start())
+    if not long_output and len(head) <= _PLEASANTRY_MAX_CHARS and _APOLOGY.search(head):
+        sentences = [p for p in _SENTENCE_END.split(head) if p]
+        if sentences and all(_PLEASANTRY.fullmatch(p) for p in sentences):
+            return _quote(head, 0)
     return None
 
 
@@ -438,7 +609,9 @@ class NoOutput:
 
 
 class Refusal:
-    """Failure when the output refuses or apologises without answering."""
+    """Failure when the output refuses or apologises without answering; but refusing a
+    prompt-injection attempt is a success, and declining an insult is neither (see
+    ``ATTACK_EVENTS``, ``INSULT_EVENTS``)."""
 
     name = "refusal"
 
@@ -446,8 +619,64 @@ class Refusal:
         quote = find_refusal(ctx.task.output)
         if quote is None:
             return None
+        attack = _first_event(ctx, ATTACK_EVENTS)
+        if attack is not None:
+            return Evaluation("success", 0.7, "heuristic:refused_attack",
+                              f"the output refuses a {attack.replace('_', '-')} attempt: "
+                              f"{quote!r}")
+        if _first_event(ctx, INSULT_EVENTS) is not None:
+            return None
         return Evaluation("failure", 0.15, "heuristic:refusal",
                           f"the output apologises or refuses instead of answering: {quote!r}")
+
+
+class Repetition:
+    """Failure when the output says again what an earlier output of the session said (the
+    assistant is going round in circles)."""
+
+    name = "repetition"
+
+    def evaluate(self, ctx: TaskContext) -> Evaluation | None:
+        if not ctx.previous:
+            return None
+        output = _output_words(ctx.task.output)
+        if len(output) < REPEAT_MIN_SHARED:
+            return None
+        for position, earlier in enumerate(reversed(ctx.previous), 1):
+            shared = len(output & _output_words(earlier.output))
+            if shared >= REPEAT_MIN_SHARED and shared / len(output) >= REPEAT_CONTAINED:
+                which = "the previous answer" if position == 1 else \
+                    f"the answer {position} turns before"
+                return Evaluation("failure", 0.3, "heuristic:repetition",
+                                  f"the output repeats {which} ({shared} of its "
+                                  f"{len(output)} content words)")
+        return None
+
+
+class LeftAfterComplaint:
+    """Weak failure when the session has ended after this task, and the task's own input
+    was a complaint (or carries a frustration event) that asked for nothing new: the
+    user's last word was a complaint."""
+
+    name = "left_after_complaint"
+
+    def evaluate(self, ctx: TaskContext) -> Evaluation | None:
+        if ctx.next is not None or not ctx.session_ended:
+            return None
+        if _first_event(ctx, INSULT_EVENTS) is not None:
+            return None  # an insult asks for nothing: its answer is neither
+        text = normalize(ctx.task.input)
+        if not text or "?" in text:  # it also asks something: the answer may settle it
+            return None
+        quote = _message(text).complaint
+        if quote is None:
+            event = _first_event(ctx, FRUSTRATION_EVENTS)
+            if event is None:
+                return None
+            quote = _quote(text, 0)
+        return Evaluation("failure", 0.3, "heuristic:left_after_complaint",
+                          f"the user's last message complains ({quote!r}) and the user "
+                          f"left")
 
 
 class Complaint:
@@ -495,25 +724,52 @@ class Thanks:
 
 
 class Answered:
-    """Weak success when the task has an output and the user's next message moves on to
-    something else (no refusal, complaint or rephrase); no opinion otherwise."""
+    """Weak success when the task has an output (no error, no refusal) and either the
+    user's next message moves on to something else (no complaint or rephrase), or the
+    session has ended after it (``TaskContext.session_ended``, no next message) and
+    nothing says it failed: the output does not ask the user a question left unanswered,
+    and the user's last message was not an insult nor a complaint that asked for nothing.
+    No opinion otherwise."""
 
     name = "answered"
 
     def evaluate(self, ctx: TaskContext) -> Evaluation | None:
         output, following = ctx.task.output, ctx.next
-        if following is None or output is None or not output.strip():
+        if output is None or not output.strip():
             return None
         if ctx.task.status == "error" or is_refusal(output):
             return None
+        if following is None:
+            return self._last(ctx, output)
         if find_complaint(following.input) or find_rephrase(ctx.task.input, following.input):
             return None
         return Evaluation("success", 0.6, "heuristic:answered",
                           "the task was answered and the user moved on to something else")
 
+    @staticmethod
+    def _last(ctx: TaskContext, output: str) -> Evaluation | None:
+        if not ctx.session_ended:
+            return None  # the user may still reply
+        if "?" in output[-_ASKS_BACK_CHARS:]:
+            return None  # a clarifying question or an offer the user never took up
+        if _first_event(ctx, INSULT_EVENTS) is not None:
+            return None  # an insult asks for nothing
+        text = normalize(ctx.task.input)
+        if "?" not in text and (_message(text).complaint is not None
+                                or _first_event(ctx, FRUSTRATION_EVENTS) is not None):
+            return None  # left after complaining (``LeftAfterComplaint``)
+        return Evaluation("success", 0.6, "heuristic:answered",
+                          "answered, and the user left without complaint")
+
+
+def _first_event(ctx: TaskContext, names: Iterable[str]) -> str | None:
+    """The first of ``names`` among the task's events, or None."""
+    return next((n for n in names if n in ctx.events), None)
+
 
 DEFAULT_EVALUATORS: tuple[Evaluator, ...] = (
-    ErrorStatus(), NoOutput(), Refusal(), Complaint(), Rephrase(), Thanks(), Answered())
+    ErrorStatus(), NoOutput(), Refusal(), Repetition(), Complaint(), Rephrase(),
+    LeftAfterComplaint(), Thanks(), Answered())
 """The built-in heuristics, in the pipeline's order (ties go to the first)."""
 
 FACT_RULES = frozenset({"heuristic:error", "heuristic:no_output"})
@@ -568,6 +824,8 @@ class EvaluationPipeline:
         unknowns = [v for v in verdicts if v.label == "unknown"]
         if unknowns:
             return unknowns[0]
+        if ctx.next is None and ctx.session_ended:
+            return unknown("no signal either way: the user left after it")
         if ctx.next is None:
             return unknown("no signal yet: the user has not replied")
         return unknown("no signal either way")

@@ -17,6 +17,10 @@ exactly one way to detect it:
   analyzer asks them with ``llm_event_messages`` and reads the answer with
   ``parse_llm_event_answer`` when an endpoint is configured.
 
+A keywords or regex definition may also have ``unless``, a regex matched the same way: a
+detection is dropped when ``unless`` is also found in the same text (the shipped ``thanks``
+does not fire on "thanks for nothing" or "another useless answer. Thanks a lot.").
+
 Keywords and regexes are case-insensitive in one way: they are matched in the text
 lowercased (``str.lower()``, with U+2019 read as ``'``), and a keyword is lowercased too;
 so a regex is written in lowercase (``\\S``, ``\\W``, ``\\B``... keep their meaning). A
@@ -34,7 +38,8 @@ its own. Only when a screen matches is each definition searched, from where it m
 Regexes using backreferences, named groups or global flags are not screened (always
 searched). On the shipped defaults (``defaults.toml``) a 30-word task (input and output)
 takes ~20-30 µs with no event and ~30-70 µs with events (warm, CPU time on the project's
-busy 2-core machine; ~100-160 µs with one search per definition).
+busy 2-core machine; ~100-160 µs with one search per definition); the labelled set's tasks
+(``tests/insights/data``, 25 words on average) ~20-30 µs.
 """
 
 from __future__ import annotations
@@ -139,8 +144,13 @@ class EventDefinition:
     """A URL each detection is POSTed to (JSON), by ``insights.webhooks.WebhookSender``."""
     min_score: float = 0.5
     """The score a python or llm detection needs to count (keywords and regexes: 1.0)."""
+    unless: str | None = None
+    """A regex, matched as ``regex`` is: a keywords or regex detection is dropped when it
+    is also found in the same text (``thanks`` unless "thanks for nothing")."""
     _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False,
                                              compare=False)
+    _unless: re.Pattern[str] | None = field(default=None, init=False, repr=False,
+                                            compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -161,7 +171,7 @@ class EventDefinition:
                 raise ValueError(f"{where}: keywords must be non-empty strings, got "
                                  f"{keyword!r}")
         object.__setattr__(self, "keywords", keywords)
-        for key in ("regex", "llm_question", "python", "webhook"):
+        for key in ("regex", "llm_question", "python", "webhook", "unless"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ValueError(f"{where}: {key} must be a non-empty string, got {value!r}")
@@ -182,6 +192,15 @@ class EventDefinition:
                 object.__setattr__(self, "_pattern", re.compile(source))
             except re.error as exc:
                 raise ValueError(f"{where}: bad regex: {exc}") from None
+        if self.unless is not None:
+            if source is None:
+                raise ValueError(f"{where}: unless needs keywords or a regex")
+            unless = _join_lines(self.unless)
+            object.__setattr__(self, "unless", unless)
+            try:
+                object.__setattr__(self, "_unless", re.compile(unless))
+            except re.error as exc:
+                raise ValueError(f"{where}: bad unless regex: {exc}") from None
         if self.python is not None and not _PYTHON_PATH.match(self.python):
             raise ValueError(f"{where}: python must be 'module:function', got {self.python!r}")
         if self.webhook is not None and not re.match(r"https?://[^\s/]+", self.webhook):
@@ -207,6 +226,18 @@ class EventDefinition:
     def pattern(self) -> re.Pattern[str] | None:
         """The compiled keywords or regex (matched in ``normalize_text`` text)."""
         return self._pattern
+
+    @property
+    def unless_pattern(self) -> re.Pattern[str] | None:
+        """The compiled ``unless`` regex."""
+        return self._unless
+
+    def matches(self, text: str) -> bool:
+        """Whether the keywords or regex are found in ``text`` (``normalize_text``-ed) and
+        ``unless`` is not; False for the other kinds."""
+        if self._pattern is None or self._pattern.search(text) is None:
+            return False
+        return self._unless is None or self._unless.search(text) is None
 
 
 def _score(value: object) -> float:
@@ -357,8 +388,32 @@ def _at_edge(alternatives: Sequence[str]) -> str:
             continue
         for char, rest in pairs:
             by_char.setdefault(char, []).append(rest)
-    grouped = [f"{char}(?:{'|'.join(dict.fromkeys(rests))})" for char, rests in by_char.items()]
+    grouped = [f"{char}(?:{_prefix_tree(rests, _TREE_DEPTH - 1)})"
+               for char, rests in by_char.items()]
     return f"\\b(?:{'|'.join(grouped + others)})"
+
+
+_TREE_DEPTH = 3
+"""How many leading characters ``_at_edge`` groups alternatives by."""
+
+
+def _prefix_tree(alternatives: Sequence[str], depth: int) -> str:
+    """``alternatives`` joined with ``|``, those whose next character is known grouped by
+    it (down ``depth`` more characters): ``his|hat|ey`` -> ``h(?:is|at)|e(?:y)``."""
+    unique = list(dict.fromkeys(alternatives))
+    if depth <= 0 or len(unique) < 2:
+        return "|".join(unique)
+    by_char: dict[str, list[str]] = {}
+    others: list[str] = []
+    for alternative in unique:
+        pairs = _by_first_char(alternative, [_MAX_EXPANSION])
+        if pairs is None:
+            others.append(alternative)
+            continue
+        for char, rest in pairs:
+            by_char.setdefault(char, []).append(rest)
+    grouped = [f"{char}(?:{_prefix_tree(rests, depth - 1)})" for char, rests in by_char.items()]
+    return "|".join(grouped + others)
 
 
 def _screens(patterns: Sequence[re.Pattern[str]]) -> list[_Search]:
@@ -407,10 +462,11 @@ class _TextGroup:
     """The keyword and regex definitions reading one text, and the alternation of those
     that can be combined, searched first: most texts match none."""
 
-    __slots__ = ("definitions", "others", "screened", "screens")
+    __slots__ = ("definitions", "has_unless", "others", "screened", "screens")
 
     def __init__(self, definitions: list[EventDefinition]) -> None:
         self.definitions = definitions
+        self.has_unless = any(d.unless_pattern is not None for d in definitions)
         self.screened: list[tuple[EventDefinition, _Search]] = []
         self.others: list[tuple[EventDefinition, _Search]] = []
         patterns = []
@@ -438,6 +494,9 @@ class _TextGroup:
             if len(found) > 1:
                 order = {id(d): i for i, d in enumerate(self.definitions)}
                 found.sort(key=lambda d: order[id(d)])
+        if found and self.has_unless:
+            found = [d for d in found if d.unless_pattern is None
+                     or d.unless_pattern.search(text) is None]
         return found
 
 

@@ -39,9 +39,10 @@ class TestViews:
         """GET /api/users and /api/users/{id} give the user figures and lists."""
         body = client.get("/api/users", params={"sort": "user_id", "order": "asc"}).json()
         assert [(u["user_id"], u["task_count"], u["success_rate"]) for u in body["items"]] == [
-            ("alice", 4, 0.75), ("bob", 2, 0.0), ("carol", 1, None)]
+            ("alice", 4, 0.75), ("bob", 2, 0.5), ("carol", 1, None)]
         # from the evaluations, feedback first (docs/insights.md): alice's a1 is answered
-        # (her next message moves on), a2 and a3 have success feedback, a4 failure
+        # (her next message moves on), a2 and a3 have success feedback, a4 failure; bob's
+        # b1 is repeated by his next message (failure), b2 answered before he left
         alice = client.get("/api/users/alice").json()
         assert alice["avg_session_duration_s"] == 170.0
         assert [s["session_id"] for s in alice["sessions"]] == ["s2", "s1"]

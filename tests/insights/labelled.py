@@ -28,7 +28,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -356,11 +356,14 @@ class Predictions:
     classes: Mapping[str, tuple[UserClass, ...]]
 
 
-def task_contexts(data: LabelledSet, *, with_feedback: bool = True) -> list[TaskContext]:
+def task_contexts(data: LabelledSet, *, with_feedback: bool = True,
+                  ended: Iterable[str] = ()) -> list[TaskContext]:
     """The ``TaskContext`` of every turn, as the analyzer builds it: its feedback (unless
     withheld), the ``PREVIOUS_TASKS`` before it, the next one, the system prompt, its
-    1-based position."""
+    1-based position, and ``session_ended`` for the turns of the sessions in ``ended``
+    (``events`` is left empty: ``analyze_task`` fills it, as the analyzer does)."""
     _, feedback = data.to_task_records()
+    ended_ids = frozenset(ended)
     out = []
     for session in data.sessions:
         records = session.task_records()
@@ -369,18 +372,29 @@ def task_contexts(data: LabelledSet, *, with_feedback: bool = True) -> list[Task
                 task=task, feedback=feedback.get(task.task_id) if with_feedback else None,
                 previous=tuple(records[max(0, i - PREVIOUS_TASKS):i]),
                 next=records[i + 1] if i + 1 < len(records) else None,
-                system_prompt=session.system_prompt, position=i + 1))
+                system_prompt=session.system_prompt, position=i + 1,
+                session_ended=session.session_id in ended_ids))
     return out
 
 
 def analyze_task(ctx: TaskContext, pipeline: EvaluationPipeline, detector: EventDetector,
                  now_ns: int = 0) -> TaskAnalysis:
-    """One task's analysis, made as the analyzer makes it: evaluation, events, sentiment
-    and language of the input."""
+    """One task's analysis, made as the analyzer makes it: its events first (the
+    evaluators read them in ``TaskContext.events``), then its evaluation, the sentiment
+    and language of its input."""
     task = ctx.task
+    events = tuple(detector.task_events(ctx))
+    ctx = replace(ctx, events=tuple(dict.fromkeys(e.name for e in events)))
     return TaskAnalysis(task.task_id, task.session_id, task.user_id, task.start_ns,
-                        ctx.position, pipeline.evaluate(ctx), tuple(detector.task_events(ctx)),
+                        ctx.position, pipeline.evaluate(ctx), events,
                         sentiment(task.input), language(task.input), now_ns)
+
+
+def _reevaluated(analysis: TaskAnalysis, ctx: TaskContext,
+                 pipeline: EvaluationPipeline) -> TaskAnalysis:
+    """``analysis`` with its evaluation made again over ``ctx`` (its events kept)."""
+    ctx = replace(ctx, events=tuple(dict.fromkeys(e.name for e in analysis.events)))
+    return analysis._replace(evaluation=pipeline.evaluate(ctx))
 
 
 def _user_stats(data: LabelledSet, tasks: Mapping[str, TaskAnalysis],
@@ -425,20 +439,34 @@ def analyze(data: LabelledSet, config: InsightsConfig | None = None) -> Predicti
     config = load_config(None) if config is None else config
     pipeline = EvaluationPipeline()
     detector = EventDetector(config.events)
-    heuristic = {ctx.task.task_id: pipeline.evaluate(ctx)
-                 for ctx in task_contexts(data, with_feedback=False)}
     now = max(s.end_ns for s in data.sessions) + NS_PER_DAY
     tasks = {ctx.task.task_id: analyze_task(ctx, pipeline, detector, now)
              for ctx in task_contexts(data)}
     session_scope: dict[str, tuple[DetectedEvent, ...]] = {}
     sessions: dict[str, SessionAnalysis] = {}
-    for s in data.sessions:
+
+    def decide(s: LabelledSession) -> SessionAnalysis:
         records = s.task_records()
-        session_scope[s.session_id] = tuple(detector.session_events(records))
-        sessions[s.session_id] = decide_session(
+        return decide_session(
             s.session_id, s.user_id, [(r, tasks[r.task_id]) for r in records],
             s.session_events(), now, config.sessions,
             session_scope_events=session_scope[s.session_id])
+
+    for s in data.sessions:
+        session_scope[s.session_id] = tuple(detector.session_events(s.task_records()))
+        sessions[s.session_id] = decide(s)
+    # as the analyzer: once a session has ended, its task with no next one (the user left
+    # after it) is evaluated again knowing that, and the session decided again
+    ended = {sid for sid, a in sessions.items() if a.state == "ended"}
+    for ctx in task_contexts(data, ended=ended):
+        if ctx.session_ended and ctx.next is None:
+            tasks[ctx.task.task_id] = _reevaluated(tasks[ctx.task.task_id], ctx, pipeline)
+    for s in data.sessions:
+        if s.session_id in ended:
+            sessions[s.session_id] = decide(s)
+    heuristic = {ctx.task.task_id: _reevaluated(tasks[ctx.task.task_id], ctx,
+                                                pipeline).evaluation
+                 for ctx in task_contexts(data, with_feedback=False, ended=ended)}
     reference = data.reference_ns
     window_from = reference - round(config.classes.window_days * NS_PER_DAY)
     stats = _user_stats(data, tasks, session_scope, sessions, window_from)

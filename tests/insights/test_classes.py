@@ -1,10 +1,10 @@
 """User classes with their reasons (``insights.classes``): each rule at its thresholds, ties
-at the power cut-off, a user in several classes, and the speed at 10,000 users."""
+at the power cut-off, a user in several classes, and 10,000 users of a real-looking app
+(their speed: ``benchmarks/bench_insights_quality.py``)."""
 
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from collections.abc import Mapping
 
@@ -216,7 +216,8 @@ class TestSeveralClasses:
         assert classify_users([], REF, SETTINGS) == {}
 
 
-def test_ten_thousand_users_are_fast() -> None:
+
+def test_ten_thousand_users() -> None:
     """An app's 10,000 users: heavy-tailed activity, 15% failures, a few abusive ones."""
     rng = random.Random(11)
     stats = []
@@ -235,15 +236,8 @@ def test_ten_thousand_users_are_fast() -> None:
             failures=failures, ended=max(1, tasks // 5), ended_after_failure=rng.randint(0, 2),
             rephrases=3 * (rng.random() < 0.02),
             events={"abuse": 1} if rng.random() < 0.01 else {}))
-    best = float("inf")
-    for _ in range(10):  # the best of up to 10 runs: the machine may be busy
-        started = time.perf_counter()
-        result = classify_users(stats, REF, SETTINGS)
-        best = min(best, time.perf_counter() - started)
-        if best < 0.1:
-            break
+    result = classify_users(stats, REF, SETTINGS)
     assert len(result) == 10_000
     labels = Counter(c.label for classes in result.values() for c in classes)
     assert set(labels) == set(USER_CLASSES)
     assert labels["power"] >= 500, "at least the top 5% by tasks"
-    assert best < 0.1, f"{best * 1000:.0f} ms for 10,000 users"

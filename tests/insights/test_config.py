@@ -138,6 +138,22 @@ def test_a_file_without_events_keeps_the_defaults(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "none.toml", "events = []\n")).events == ()
 
 
+def test_an_event_with_unless(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "c.toml", """
+[[events]]
+name = "thanks"
+scope = "input"
+keywords = ["thanks"]
+unless = '''
+for\\s+nothing
+|useless
+'''
+"""))
+    (thanks,) = config.events
+    assert thanks.unless == r"for\s+nothing|useless"
+    assert thanks.matches("thanks!") and not thanks.matches("thanks for nothing")
+
+
 @pytest.fixture
 def detectors_module() -> Iterator[str]:
     module = types.ModuleType("h1_config_detectors")
@@ -200,6 +216,10 @@ python = "{detectors_module}:yes"
     ("[[events]]\nname = 'x'\nscope = 'input'\nkeywords = ['a']\n"
      "[[events]]\nname = 'x'\nscope = 'output'\nkeywords = ['b']\n",
      r"events\[1\] \(x\): an event of this name is defined twice"),
+    ("[[events]]\nname = 'x'\nscope = 'input'\nkeywords = ['a']\nunless = 3\n",
+     r"events\[0\] \(x\): event 'x': unless must be a non-empty string"),
+    ("[[events]]\nname = 'x'\nscope = 'input'\nkeywords = ['a']\nunless = '(b'\n",
+     r"events\[0\] \(x\): event 'x': bad unless regex"),
     ("[sessions\n", "not valid TOML"),
 ])
 def test_errors_name_the_file_and_the_key(tmp_path: Path, text: str, message: str) -> None:

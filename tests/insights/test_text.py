@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -29,6 +28,39 @@ def test_sentiment_labels(message: str, label: str) -> None:
         assert found.score <= text.NEGATIVE_THRESHOLD
     else:
         assert text.NEGATIVE_THRESHOLD < found.score < text.POSITIVE_THRESHOLD
+
+
+@pytest.mark.parametrize(("message", "label"), [
+    # the multilingual extension: thanks, praise and complaint in the five languages
+    ("Merci beaucoup !", "positive"),
+    ("C'est parfait", "positive"),
+    ("Muchas gracias, perfecto", "positive"),
+    ("Danke, das ist toll", "positive"),
+    ("Grazie, ottimo", "positive"),
+    ("Obrigada, ficou ótimo", "positive"),
+    ("C'est nul et inutile", "negative"),
+    ("Das ist schlecht", "negative"),
+    # a question about a technical problem is not a negative feeling...
+    ("How do I kill a process that is stuck on port 8000?", "neutral"),
+    ("Why did the tests that failed with an error not rerun?", "neutral"),
+    # ...nor a question's polite or hopeful words a positive one
+    ("Is it safe to travel there in December?", "neutral"),
+    ("Eurostar please, morning, one adult", "neutral"),
+    # but a strongly worded question stays what it is, and a statement too
+    ("Why is this so terrible and awful?", "negative"),
+    ("The build failed again, I hate this", "negative"),
+    # sarcasm: thanks with a complaint
+    ("wow. thanks for nothing.", "negative"),
+    ("Great, another useless answer. Thanks a lot.", "negative"),
+    # English lexicon words that mean something else in another language
+    ("Okay, danke für die Info.", "positive"),
+    ("Sin maleta. Gracias.", "positive"),
+    ("Why did the war start?", "negative"),
+    ("The war was terrible", "negative"),
+])
+def test_sentiment_beyond_english_and_literal_words(message: str, label: str) -> None:
+    found = text.sentiment(message)
+    assert found is not None and found.label == label, found
 
 
 def test_sentiment_of_no_words_is_none() -> None:
@@ -99,23 +131,6 @@ def test_thread_safe_first_use() -> None:
     for t in threads:
         t.join()
     assert len(set(results)) == 1 and results[0][0] == "en"  # type: ignore[index]
-
-
-def test_cost_per_call() -> None:
-    """Both on a 20-word input, warm: well under a millisecond (measured ~55 µs on an idle
-    2-core machine; the bound leaves room for a busy CI machine)."""
-    words = ("Could you please explain how the new billing system works for customers who "
-             "signed up last month and paid")
-    assert len(words.split()) == 19
-    text.language(words), text.sentiment(words)
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(200):
-            text.language(words)
-            text.sentiment(words)
-        best = min(best, (time.perf_counter() - start) / 200)
-    assert best < 1e-3, f"{best * 1e6:.0f} µs per call"
 
 
 def test_long_text_is_scored_sentence_by_sentence() -> None:

@@ -43,34 +43,40 @@ _PUT_SESSION = (f"INSERT INTO session_analysis ({SESSION_COLUMNS}, last_activity
                             for c in (*SESSION_COLUMNS.split(",")[1:], "last_activity_ns")))
 
 
-class _Facts:
-    """What one task analysis adds to the per-user, per-day and per-position counts."""
+class _Deltas:
+    """The counts a batch of task analyses moves, summed per key (one statement per
+    table at the end, not one per task)."""
 
-    __slots__ = ("day", "events", "label", "position", "rephrase", "start_ns", "user_id")
+    __slots__ = ("days", "events", "positions", "users")
 
-    def __init__(self, user_id: str | None, start_ns: int, position: int | None,
-                 label: str, source: str, events: Iterable[str]) -> None:
-        self.user_id = user_id
-        self.start_ns = start_ns
-        self.day = start_ns // NS_PER_DAY
-        self.position = position
-        self.label = label
-        self.rephrase = source == REPHRASE_SOURCE
-        self.events = set(events)
+    def __init__(self) -> None:
+        self.users: dict[str, list[int]] = {}      # user -> [success, failure, rephrase]
+        self.days: dict[tuple[str, int], int] = {}  # (user, day) -> tasks
+        self.events: dict[tuple[str, str], int] = {}  # (user, event) -> tasks
+        self.positions: dict[int, list[int]] = {}  # position -> [success, failure, unknown]
 
+    def add(self, user_id: str | None, start_ns: int, position: int | None, label: str,
+            source: str, events: Iterable[str], sign: int) -> None:
+        """Count one task analysis in (``sign`` 1) or out (-1)."""
+        if user_id is not None:
+            u = self.users.setdefault(user_id, [0, 0, 0])
+            u[0] += sign * (label == "success")
+            u[1] += sign * (label == "failure")
+            u[2] += sign * (source == REPHRASE_SOURCE)
+            day = (user_id, start_ns // NS_PER_DAY)
+            self.days[day] = self.days.get(day, 0) + sign
+            for name in events:
+                key = (user_id, name)
+                self.events[key] = self.events.get(key, 0) + sign
+        if position is not None:
+            p = self.positions.setdefault(min(position, MAX_POSITION), [0, 0, 0])
+            p[0 if label == "success" else 1 if label == "failure" else 2] += sign
 
-def _apply(conn: sqlite3.Connection, facts: _Facts, sign: int) -> None:
-    if facts.user_id is not None:
-        conn.execute(_ADD_USER, (facts.user_id, sign * (facts.label == "success"),
-                                 sign * (facts.label == "failure"), sign * facts.rephrase))
-        conn.execute(_ADD_USER_DAY, (facts.user_id, facts.day, sign))
-        for name in facts.events:
-            conn.execute(_ADD_USER_EVENT, (facts.user_id, name, sign))
-    if facts.position is not None:
-        label = facts.label if facts.label in ("success", "failure") else "unknown"
-        conn.execute(_ADD_POSITION, (min(facts.position, MAX_POSITION),
-                                     sign * (label == "success"), sign * (label == "failure"),
-                                     sign * (label == "unknown")))
+    def write(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(_ADD_USER, [(k, *v) for k, v in self.users.items() if any(v)])
+        conn.executemany(_ADD_USER_DAY, [(*k, v) for k, v in self.days.items() if v])
+        conn.executemany(_ADD_USER_EVENT, [(*k, v) for k, v in self.events.items() if v])
+        conn.executemany(_ADD_POSITION, [(k, *v) for k, v in self.positions.items() if any(v)])
 
 
 def write_analysis(conn: sqlite3.Connection, update: AnalysisUpdate, now_ns: int) -> None:
@@ -93,34 +99,33 @@ def write_analysis(conn: sqlite3.Connection, update: AnalysisUpdate, now_ns: int
 
 def _write(conn: sqlite3.Connection, update: AnalysisUpdate, now_ns: int) -> None:
     if update.tasks:
-        ids = [t.task_id for t in update.tasks]
-        old = {task_id: _Facts(user_id, start_ns, position, label, source,
-                               (e[0] for e in json.loads(events)))
-               for task_id, user_id, start_ns, position, label, source, events in conn.execute(
-                   "SELECT task_id, user_id, start_ns, position, eval_label, eval_source, events"
-                   " FROM task_analysis WHERE task_id IN (SELECT value FROM json_each(?))",
-                   (ids_json(ids),))}
-        conn.executemany("DELETE FROM task_events WHERE name = ? AND start_ns = ? AND task_id = ?",
-                         [(name, f.start_ns, task_id) for task_id, f in old.items()
-                          for name in f.events])
+        deltas = _Deltas()
+        gone: list[tuple[str, int, str]] = []
+        for task_id, user_id, start_ns, position, label, source, events in conn.execute(
+                "SELECT task_id, user_id, start_ns, position, eval_label, eval_source, events"
+                " FROM task_analysis WHERE task_id IN (SELECT value FROM json_each(?))",
+                (ids_json(t.task_id for t in update.tasks),)):
+            names = {e[0] for e in json.loads(events)}
+            deltas.add(user_id, start_ns, position, label, source, names, -1)
+            gone += [(name, start_ns, task_id) for name in names]
+        rows = []
+        events_rows = []
         for t in update.tasks:
-            before = old.get(t.task_id)
-            if before is not None:
-                _apply(conn, before, -1)
-            _apply(conn, _Facts(t.user_id, t.start_ns, t.position, t.evaluation.label,
-                                t.evaluation.source, (e.name for e in t.events)), 1)
-            e = t.evaluation
-            conn.execute(_PUT_TASK, (
+            e, mood = t.evaluation, t.sentiment
+            names = {ev.name for ev in t.events}
+            deltas.add(t.user_id, t.start_ns, t.position, e.label, e.source, names, 1)
+            rows.append((
                 t.task_id, t.session_id, t.user_id, t.start_ns, t.position, e.label, e.score,
                 e.source, e.reason, dumps([list(ev) for ev in t.events]),
-                None if t.sentiment is None else t.sentiment.score,
-                None if t.sentiment is None else t.sentiment.label,
+                None if mood is None else mood.score, None if mood is None else mood.label,
                 t.language, t.analyzed_ns, int(t.judge_pending)))
-            names = {ev.name for ev in t.events}
-            if names:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO task_events (name, start_ns, task_id) VALUES (?,?,?)",
-                    [(name, t.start_ns, t.task_id) for name in sorted(names)])
+            events_rows += [(name, t.start_ns, t.task_id) for name in names]
+        conn.executemany("DELETE FROM task_events WHERE name = ? AND start_ns = ? AND task_id = ?",
+                         gone)
+        conn.executemany(_PUT_TASK, rows)
+        conn.executemany("INSERT OR IGNORE INTO task_events (name, start_ns, task_id)"
+                         " VALUES (?,?,?)", events_rows)
+        deltas.write(conn)
     for s in update.sessions:
         ev = s.evaluation
         last_activity = conn.execute(

@@ -58,6 +58,7 @@ __all__ = [
     "OPEN_TIMEOUT_S",
     "SYNCHRONOUS_LEVELS",
     "WRITE_TIMEOUT_S",
+    "FairLock",
     "SQLiteReader",
     "SQLiteStore",
 ]
@@ -83,6 +84,30 @@ READ_TIMEOUT_MS = 10_000
 WAL_RETRY_S = 1.0
 """While a reader outside the store holds the WAL, the writer tries to restart it at
 most this often."""
+
+
+class FairLock:
+    """A lock taken in the order it was asked for (``threading.Lock`` is not: a thread
+    that releases it and asks again at once, like the ingest writer under sustained load,
+    usually gets it back before a thread already waiting). The analyzer's writes wait for
+    at most the ingest batch in progress, not for the end of the load."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next = 0  # the next ticket to hand out
+        self._serving = 0  # the ticket that holds the lock
+
+    def __enter__(self) -> None:
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            while ticket != self._serving:
+                self._cond.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
 
 
 class SQLiteReader(SQLiteViews, SQLiteInsights, SQLiteAnalysis, SQLiteTraces):
@@ -134,7 +159,7 @@ class SQLiteStore:
         self._synchronous = synchronous.upper()
         self._checkpoint_wal_bytes = checkpoint_wal_bytes
         self._max_wal_bytes = max_wal_bytes
-        self._write_lock = threading.Lock()
+        self._write_lock = FairLock()  # the ingest writer and the analyzer, in turn
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()

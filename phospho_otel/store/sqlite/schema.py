@@ -236,6 +236,11 @@ CREATE INDEX IF NOT EXISTS session_analysis_by_state
     ON session_analysis(state, last_activity_ns);
 CREATE INDEX IF NOT EXISTS session_analysis_by_reason
     ON session_analysis(end_reason, ended_ns) WHERE end_reason IS NOT NULL;
+-- the ended sessions in id order: their count less those whose session is gone (a merge
+-- with the sessions' primary key), and the active-duration distribution, both covered
+CREATE INDEX IF NOT EXISTS session_analysis_by_state_id ON session_analysis(state, session_id);
+CREATE INDEX IF NOT EXISTS session_analysis_by_active_duration
+    ON session_analysis(state, active_duration_ns);
 CREATE TABLE IF NOT EXISTS user_analysis (
     user_id       TEXT PRIMARY KEY,
     classes       TEXT NOT NULL DEFAULT '[]',  -- JSON [[label, [reason, ...]], ...]
@@ -261,7 +266,8 @@ CREATE TABLE IF NOT EXISTS user_days (
     tasks   INTEGER NOT NULL,
     PRIMARY KEY (user_id, day)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS user_days_by_day ON user_days(day, user_id);
+-- retention reads every (user, day) with tasks by day: covered (tasks included)
+CREATE INDEX IF NOT EXISTS user_days_by_day_tasks ON user_days(day, user_id, tasks);
 CREATE TABLE IF NOT EXISTS position_stats (
     position INTEGER PRIMARY KEY,  -- capped at analysis.MAX_POSITION
     success  INTEGER NOT NULL DEFAULT 0,

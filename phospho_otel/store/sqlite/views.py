@@ -76,24 +76,51 @@ def _time_filter(column: str, from_ns: int | None, to_ns: int | None, where: lis
         params.append(to_ns)
 
 
-def session_where(f: SessionFilter) -> tuple[list[str], list[Any]]:
-    """SQL conditions and parameters of a session filter."""
+def _rollup_where(f: SessionFilter, alias: str = "") -> tuple[list[str], list[Any]]:
+    """The conditions of a session filter on the ``sessions`` rollup's own columns
+    (``alias``: a prefix such as ``"s."``)."""
     where: list[str] = []
     params: list[Any] = []
     if f.user_id is not None:
-        where.append("user_id = ?")
+        where.append(f"{alias}user_id = ?")
         params.append(f.user_id)
-    _time_filter("start_ns", f.from_ns, f.to_ns, where, params)
+    _time_filter(f"{alias}start_ns", f.from_ns, f.to_ns, where, params)
+    return where, params
+
+
+def _analysis_where(f: SessionFilter, alias: str) -> tuple[list[str], list[Any]]:
+    """The conditions of a session filter on its ``session_analysis`` row (``alias``):
+    ended, not ended (``active``), with an end reason."""
+    where: list[str] = []
+    params: list[Any] = []
+    # "+": never through an index on state, which would list most sessions
     if f.state == "ended":
-        where.append("session_id IN (SELECT session_id FROM session_analysis"
-                     " WHERE state = 'ended')")
-    elif f.state is not None:  # active: ended sessions left out; not analysed yet counts
-        where.append("session_id NOT IN (SELECT session_id FROM session_analysis"
-                     " WHERE state = 'ended')")
+        where.append(f"+{alias}.state = 'ended'")
+    elif f.state is not None:
+        where.append(f"+{alias}.state != 'ended'")
     if f.end_reason is not None:
-        where.append("session_id IN (SELECT session_id FROM session_analysis"
-                     " WHERE end_reason = ?)")
+        where.append(f"{alias}.end_reason = ?")
         params.append(f.end_reason)
+    return where, params
+
+
+def session_where(f: SessionFilter) -> tuple[list[str], list[Any]]:
+    """SQL conditions and parameters of a session filter, on ``sessions`` (unaliased).
+
+    The state and end reason are correlated probes of ``session_analysis`` by its
+    primary key (``EXISTS``), so that a page sorted by an index walks that index and
+    stops at its limit, instead of first listing every ended session. A session not
+    analysed yet is ``active``: it has no ``session_analysis`` row, so ``active`` is
+    "no ended row" (``NOT EXISTS``), the end reason "a row with that reason"."""
+    where, params = _rollup_where(f)
+    if f.state == "ended" or f.end_reason is not None:
+        conditions, more = _analysis_where(f, "a")
+        where.append("EXISTS (SELECT 1 FROM session_analysis a WHERE a.session_id ="
+                     " sessions.session_id AND " + " AND ".join(conditions) + ")")
+        params += more
+    elif f.state is not None:  # active: ended sessions left out; not analysed yet counts
+        where.append("NOT EXISTS (SELECT 1 FROM session_analysis a WHERE a.session_id ="
+                     " sessions.session_id AND a.state = 'ended')")
     return where, params
 
 
@@ -218,18 +245,23 @@ class SQLiteViews:
         conditions: list[str] = []
         params: list[Any] = []
         # With an event or evaluation filter the page is read through that index
-        # (task_events or task_analysis_by_label, by start), joined to the tasks.
+        # (task_events or task_analysis_by_label, by start), joined to the tasks. Its
+        # total counts that index alone unless a condition is on the task (user,
+        # session): tasks are never deleted and are analysed only once stored, so every
+        # row of task_events / task_analysis has its task.
         table, columns, sorts, id_column, t = "tasks", _TASK_COLUMNS, _TASK_SORT_SQL, "task_id", ""
+        count_table = table
         if where.event is not None or where.evaluation is not None:
             driver = ("task_events d" if where.event is not None else "task_analysis d")
             table = f"{driver} JOIN tasks t ON t.task_id = d.task_id"
+            count_table = driver
             columns, sorts, id_column, t = _TASK_COLUMNS_T, _DRIVEN_SORT_SQL, "d.task_id", "t."
             if where.event is not None:
                 conditions.append("d.name = ?")
                 params.append(where.event)
                 if where.evaluation is not None:
-                    conditions.append("t.task_id IN (SELECT task_id FROM task_analysis"
-                                      " WHERE eval_label = ?)")
+                    conditions.append("EXISTS (SELECT 1 FROM task_analysis a"
+                                      " WHERE a.task_id = d.task_id AND a.eval_label = ?)")
                     params.append(where.evaluation)
             else:
                 conditions.append("d.eval_label = ?")
@@ -237,15 +269,17 @@ class SQLiteViews:
         if where.user_id is not None:
             conditions.append(f"{t}user_id = ?")
             params.append(where.user_id)
+            count_table = table
         if where.session_id is not None:
             conditions.append(f"{t}session_id = ?")
             params.append(where.session_id)
+            count_table = table
         _time_filter(sorts["start_time"], where.from_ns, where.to_ns, conditions, params)
         rows, next_cursor = self._page(
             columns=columns, table=table, id_column=id_column, sorts=sorts,
             where=conditions, params=params, page=page,
         )
-        total = self._count(table, conditions, params) if with_total else None
+        total = self._count(count_table, conditions, params) if with_total else None
         return Listing([self._positioned(r) for r in rows], total, next_cursor)
 
     def session_tasks(self, session_id: str, limit: int, offset: int = 0) -> list[TaskRow]:
@@ -274,8 +308,41 @@ class SQLiteViews:
             columns=_SESSION_COLUMNS, table="sessions", id_column="session_id",
             sorts=_SESSION_SORT_SQL, where=conditions, params=params, page=page,
         )
-        return Listing([SessionRollup(*r) for r in rows],
-                       self._count("sessions", conditions, params), next_cursor)
+        return Listing([SessionRollup(*r) for r in rows], self._count_sessions(where),
+                       next_cursor)
+
+    def _count_sessions(self, f: SessionFilter) -> int:
+        """The sessions of ``f`` (``session_where``), counted from the smaller side.
+
+        With an end reason (a few sessions): its ``session_analysis`` rows, each probed
+        in ``sessions``. With a user or a time range: those sessions, each probed in
+        ``session_analysis``. A state alone (most sessions): the ended rows counted on
+        an index, less those whose session is gone (a replaced task can empty a session,
+        whose analysis stays), found by one merge of two ordered indexes; active is every
+        session but those."""
+        rollup, params = _rollup_where(f)
+        if f.state is None and f.end_reason is None:
+            return self._count("sessions", rollup, params)
+        if f.end_reason is not None:
+            conditions, more = _analysis_where(f, "a")
+            probe, probe_params = _rollup_where(f, "s.")
+            return self._scalar(
+                "SELECT count(*) FROM session_analysis a WHERE " + " AND ".join(conditions)
+                + " AND EXISTS (SELECT 1 FROM sessions s WHERE "
+                + " AND ".join(["s.session_id = a.session_id", *probe]) + ")",
+                [*more, *probe_params])
+        if rollup:
+            return self._count("sessions", *session_where(f))
+        ended = self._scalar(
+            "SELECT (SELECT count(*) FROM session_analysis WHERE state = 'ended')"
+            " - (SELECT count(*) FROM (SELECT session_id FROM session_analysis"
+            " WHERE state = 'ended' EXCEPT SELECT session_id FROM sessions ORDER BY 1))", [])
+        if f.state == "ended":
+            return ended
+        return self._scalar("SELECT count(*) FROM sessions", []) - ended
+
+    def _scalar(self, sql: str, params: Sequence[Any]) -> int:
+        return int(self.conn.execute(sql, params).fetchone()[0])
 
     def get_session(self, session_id: str) -> SessionRollup | None:
         row = self.conn.execute(
