@@ -1,7 +1,9 @@
 """Insights quality: precision / recall / F1 of the built-in analysis on the labelled data
-set that ships in ``tests/insights/data/conversations.yaml``, and its throughput.
+set that ships in ``tests/insights/data/conversations.yaml`` (or the one given with
+``--data``, e.g. the held-out ``tests/insights/data/holdout.yaml`` that the detectors were
+not tuned on), and its throughput.
 
-    .venv/bin/python benchmarks/bench_insights_quality.py [--misses] [--seconds S]
+    .venv/bin/python benchmarks/bench_insights_quality.py [--data PATH] [--misses] [--seconds S]
 
 The analysis is the analyzer's, with the shipped defaults (``load_config(None)``), run as
 pure functions over the data set's records (``tests/insights/labelled.py``: no server, no
@@ -36,6 +38,7 @@ from phospho_otel.insights.evaluation import EvaluationPipeline
 from phospho_otel.insights.events import EventDetector
 from phospho_otel.insights.text import language, sentiment
 from tests.insights.labelled import (
+    DATA_PATH,
     LabelledSet,
     LabelScore,
     QualityReport,
@@ -121,15 +124,28 @@ def print_throughput(data: LabelledSet, seconds: float) -> None:
     print("  per task: " + ", ".join(each))
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--data", type=Path, default=DATA_PATH, metavar="PATH",
+                        help="the labelled data set to score (default: the shipped "
+                             f"{_shown(DATA_PATH)})")
     parser.add_argument("--misses", action="store_true", help="list every mistake")
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="how long to measure the throughput (default 3)")
     args = parser.parse_args(argv)
-    data = load_labelled()
+    data = load_labelled(args.data)
     turns = data.turns
-    print(f"data set: {len(data.users)} users, {len(data.sessions)} sessions, {len(turns)} "
+    print(f"data set: {_shown(args.data)}")
+    print(f"  {len(data.users)} users, {len(data.sessions)} sessions, {len(turns)} "
           f"turns ({sum(1 for t in turns if t.feedback)} with feedback)\n")
     report = score(data, analyze(data))
     print_table(report)
