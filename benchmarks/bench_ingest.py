@@ -95,11 +95,13 @@ def serve(db: str, synchronous: str, analyzer: bool = False) -> None:
     from phospho_otel.insights.analyzer import Analyzer
     from phospho_otel.receiver.grpc import start_grpc_server
     from phospho_otel.receiver.http import otlp_traces_endpoint
+    from phospho_otel.server.settings import ServerSettings
     from phospho_otel.store import open_store
 
     store = open_store(db, synchronous=synchronous)
     ingestor = Ingestor(store)
-    worker = Analyzer(store) if analyzer else None
+    settings = ServerSettings.from_env()  # the server's defaults and PHOSPHO_* variables
+    worker = Analyzer(store, interval_s=settings.analyzer_interval_s) if analyzer else None
     if worker is not None:
         worker.start()
     _, grpc_port = start_grpc_server(

@@ -13,8 +13,7 @@ as OTLP/HTTP protobuf in requests of 4096 spans by two client threads, to
 * ingest: spans/s without and with the analyzer (the ratio is the cost to ingest);
 * keeping up: the tasks the analyzer had done when the last request was acknowledged, and
   the time it then needed to finish;
-* the analyzer alone: tasks/s draining a store filled beforehand (with the server's
-  default of one text worker process).
+* the analyzer alone: tasks/s draining a store filled beforehand.
 The machine is shared and noisy (2 cores): compare the ratios.
 """
 
@@ -91,12 +90,11 @@ def analyzed(db: Path) -> int:
 
 def analyzer_alone(db: Path) -> tuple[int, float]:
     from phospho_otel.insights.analyzer import Analyzer
-    from phospho_otel.server.settings import ServerSettings
     from phospho_otel.store import open_store
 
     store = open_store(str(db))
     try:
-        worker = Analyzer(store, batch=2000, workers=ServerSettings().analyzer_workers)
+        worker = Analyzer(store, batch=2000)
         started = time.perf_counter()
         while worker.run_once():
             pass

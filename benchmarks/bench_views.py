@@ -478,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             store.close()
         print(f"analyses written through store.write_analysis in"
               f" {time.perf_counter() - t0:.1f} s")
+    open_store(str(path), synchronous="NORMAL").close()  # as a server would: add new indexes
     print("data set: {:,} tasks / {:,} sessions / {:,} users".format(*_counts(path)))
     if args.populate_only:
         tmp.cleanup()

@@ -37,9 +37,9 @@ from phospho_otel.insights.config import InsightsConfig
 from phospho_otel.insights.context import TaskContext
 from phospho_otel.insights.endings import decide_session
 from phospho_otel.insights.evaluation import EvaluationPipeline, evaluate_session
-from phospho_otel.insights.events import llm_event_messages, parse_llm_event_answer
+from phospho_otel.insights.events import EventDetector, llm_event_messages, parse_llm_event_answer
 from phospho_otel.insights.llm import JUDGE_SOURCE, LLMClient, LLMJudge
-from phospho_otel.insights.textpool import TextAnalysis, TextAnalyzer
+from phospho_otel.insights.textual import TextAnalysis, analyze_text
 from phospho_otel.insights.webhooks import WebhookSender
 from phospho_otel.model.analysis import (
     DetectedEvent,
@@ -138,7 +138,7 @@ class Analyzer:
 
     def __init__(self, store: Store, config: InsightsConfig | None = None, *,
                  interval_s: float = 0.5, batch: int = 1000, classify_every_s: float = 30.0,
-                 workers: int = 0, clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns) -> None:
         if not isinstance(store, AnalysisStore):
             raise TypeError(f"{type(store).__name__} keeps no analysis results")
         self.store = store
@@ -150,8 +150,7 @@ class Analyzer:
         self.clock = clock
         self.stats = AnalyzerStats()
         self.pipeline = EvaluationPipeline()
-        self.texts = TextAnalyzer(self.config.events, workers)
-        self.detector = self.texts.detector
+        self.detector = EventDetector(self.config.events)
         self._llm_events = self.detector.llm_definitions()
         self._webhooks = {d.name: d.webhook for d in self.config.events if d.webhook}
         self._sender = WebhookSender() if self._webhooks else None
@@ -189,7 +188,6 @@ class Analyzer:
             self._sender.close(timeout_s)
         if self._llm is not None:
             self._llm.close()
-        self.texts.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -267,8 +265,8 @@ class Analyzer:
         not have before (for webhooks).
 
         Three steps: read what each touched session holds; analyse the text of every task
-        whose text is new (``TextAnalyzer``, in one batch: in worker processes when
-        configured); then evaluate the tasks and decide the sessions."""
+        whose text is new (``textual.analyze_text``); then evaluate the tasks (they see
+        the events) and decide the sessions."""
         changed = {task_id for task_id, _ in changed_tasks}
         by_session: dict[str, None] = {}
         units: list[_Unit] = []
@@ -297,8 +295,8 @@ class Analyzer:
         # the text of new and changed tasks, in one batch
         fresh = [(u, i) for u in units for i in sorted(u.redo)
                  if u.rows[i].task.task_id in changed or u.rows[i].task.task_id not in u.known]
-        texts = self.texts.analyze([_context(u.rows, i) for u, i in fresh])
-        text_of = {(id(u), i): t for (u, i), t in zip(fresh, texts, strict=True)}
+        text_of = {(id(u), i): analyze_text(self.detector, _context(u.rows, i))
+                   for u, i in fresh}
         out_tasks: list[TaskAnalysis] = []
         out_sessions: list[SessionAnalysis] = []
         fresh_events: list[TaskAnalysis] = []

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from phospho_otel.errors import StoreClosed
 from phospho_otel.store.api import Store, StoreReader
 
 __all__ = ["DEFAULT_MAX_AGE_S", "MAX_MAX_AGE_S", "CachedResult", "InsightsCache"]
@@ -169,7 +170,8 @@ class InsightsCache:
         def refresh() -> None:
             try:
                 self._run(key, flight, fn, kwargs)
-                if flight.error is not None:
+                # a refresh that meets the store closing (the server stopping) says nothing
+                if flight.error is not None and not isinstance(flight.error, StoreClosed):
                     logger.warning("insights refresh of %s failed: %s", key[1], flight.error)
             finally:
                 with self._lock:

@@ -180,8 +180,7 @@ class AggregatorServer:
             insights = load_config(s.insights)
             self.store = open_store(s.store, synchronous=s.sqlite_synchronous)
             if s.analyzer_interval_s > 0 and isinstance(self.store, AnalysisStore):
-                self.analyzer = Analyzer(self.store, insights, interval_s=s.analyzer_interval_s,
-                                         workers=s.analyzer_workers)
+                self.analyzer = Analyzer(self.store, insights, interval_s=s.analyzer_interval_s)
             writer = self._writer(self.store) if self._writer is not None else self.store
             self.ingestor = Ingestor(writer, max_pending_spans=s.max_pending_spans,
                                      max_group_spans=s.max_group_spans,

@@ -146,10 +146,6 @@ class ServerSettings:
         0.5, "PHOSPHO_ANALYZER_INTERVAL_S", "--analyzer-interval", float,
         "seconds between the analyzer's passes over new tasks (evaluations, events, session "
         "endings, user classes); 0: no analyzer", lo=0.0, hi=3600.0)
-    analyzer_workers: int = _setting(
-        1, "PHOSPHO_ANALYZER_WORKERS", "--analyzer-workers", int,
-        "processes the analyzer's text analysis (events, sentiment, language) runs in, off "
-        "the server's process; 0: in the server's process", lo=0, hi=64)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

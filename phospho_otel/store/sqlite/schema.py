@@ -210,6 +210,9 @@ CREATE TABLE IF NOT EXISTS task_analysis (
 CREATE INDEX IF NOT EXISTS task_analysis_by_label ON task_analysis(eval_label, start_ns);
 CREATE INDEX IF NOT EXISTS task_analysis_judge ON task_analysis(analyzed_ns)
     WHERE judge_pending = 1;
+-- a label's total is position_stats' plus these (tasks without a session)
+CREATE INDEX IF NOT EXISTS task_analysis_unplaced ON task_analysis(eval_label)
+    WHERE position IS NULL;
 CREATE TABLE IF NOT EXISTS task_events (
     name     TEXT NOT NULL,
     start_ns INTEGER NOT NULL,
@@ -236,6 +239,9 @@ CREATE INDEX IF NOT EXISTS session_analysis_by_state
     ON session_analysis(state, last_activity_ns);
 CREATE INDEX IF NOT EXISTS session_analysis_by_reason
     ON session_analysis(end_reason, ended_ns) WHERE end_reason IS NOT NULL;
+-- an end reason's count, covered (each then probed in sessions)
+CREATE INDEX IF NOT EXISTS session_analysis_by_reason_id
+    ON session_analysis(end_reason, state, session_id) WHERE end_reason IS NOT NULL;
 -- the ended sessions in id order: their count less those whose session is gone (a merge
 -- with the sessions' primary key), and the active-duration distribution, both covered
 CREATE INDEX IF NOT EXISTS session_analysis_by_state_id ON session_analysis(state, session_id);

@@ -8,11 +8,13 @@ rank in its session by ``(start_ns, task_id)``.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from phospho_otel.errors import BadRequest
+from phospho_otel.model.analysis import EVALUATION_LABELS
 from phospho_otel.model.records import TaskFeedback, TaskRecord
 from phospho_otel.model.rollup import SessionRollup, UserRollup
 from phospho_otel.store.api import (
@@ -29,7 +31,7 @@ from phospho_otel.store.api import (
 )
 from phospho_otel.store.sqlite.schema import FEEDBACK_COLUMNS
 
-__all__ = ["SQLiteViews", "session_where", "user_rows", "user_where"]
+__all__ = ["SPARSE_SHARE", "SQLiteViews", "session_where", "user_rows", "user_where"]
 
 _SESSION_SORT_SQL = {
     "start_time": "start_ns",
@@ -57,6 +59,14 @@ _TASK_COLUMNS_T = ", ".join(f"t.{c}" for c in (*TaskRecord._fields, *FEEDBACK_CO
 _DRIVEN_SORT_SQL = {"start_time": "d.start_ns"}
 """Sort keys of a task list read through task_events or task_analysis (alias ``d``)."""
 _RECORD = len(TaskRecord._fields)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_ACTIVE_IDS = ("SELECT session_id FROM sessions EXCEPT SELECT session_id FROM session_analysis"
+               " WHERE state = 'ended' ORDER BY 1")
+"""The ids of the active sessions, in order: one merge of two ordered indexes (without the
+ORDER BY, SQLite builds a temporary b-tree of every session instead)."""
+SPARSE_SHARE = 20
+"""A session list by state or end reason keeping under 1 / ``SPARSE_SHARE`` of the sessions
+reads them by id (``session_where(sparse=True)``) instead of walking its sort index."""
 
 
 def _task(row: Sequence[Any], position: int | None, is_last: bool | None) -> TaskRow:
@@ -104,15 +114,28 @@ def _analysis_where(f: SessionFilter, alias: str) -> tuple[list[str], list[Any]]
     return where, params
 
 
-def session_where(f: SessionFilter) -> tuple[list[str], list[Any]]:
+def session_where(f: SessionFilter, *, sparse: bool = False) -> tuple[list[str], list[Any]]:
     """SQL conditions and parameters of a session filter, on ``sessions`` (unaliased).
 
     The state and end reason are correlated probes of ``session_analysis`` by its
     primary key (``EXISTS``), so that a page sorted by an index walks that index and
     stops at its limit, instead of first listing every ended session. A session not
     analysed yet is ``active``: it has no ``session_analysis`` row, so ``active`` is
-    "no ended row" (``NOT EXISTS``), the end reason "a row with that reason"."""
+    "no ended row" (``NOT EXISTS``), the end reason "a row with that reason".
+
+    ``sparse``: the filter keeps few sessions, so a walk would probe most of them before
+    it fills a page; the state and end reason are then the list of their sessions
+    (``IN``: active ones by one merge of two ordered indexes), looked up by id."""
     where, params = _rollup_where(f)
+    if sparse and (f.state is not None or f.end_reason is not None):
+        if f.state == "active" and f.end_reason is None:
+            where.append(f"session_id IN ({_ACTIVE_IDS})")
+        else:
+            conditions, more = _analysis_where(f, "a")
+            where.append("session_id IN (SELECT a.session_id FROM session_analysis a WHERE "
+                         + " AND ".join(conditions) + ")")
+            params += more
+        return where, params
     if f.state == "ended" or f.end_reason is not None:
         conditions, more = _analysis_where(f, "a")
         where.append("EXISTS (SELECT 1 FROM session_analysis a WHERE a.session_id ="
@@ -138,10 +161,19 @@ def user_where(f: UserFilter) -> tuple[list[str], list[Any]]:
     if f.to_ns is not None:
         where.append("first_seen_ns < ?")
         params.append(f.to_ns)
-    if f.user_class is not None:
-        where.append("user_id IN (SELECT user_id FROM user_classes WHERE label = ?)")
+    if f.user_class is not None:  # a probe by key: a page walks its sort index
+        where.append("EXISTS (SELECT 1 FROM user_classes c WHERE c.label = ?"
+                     " AND c.user_id = users.user_id)")
         params.append(f.user_class)
     return where, params
+
+
+def _label_only(f: TaskFilter) -> str | None:
+    """The label of ``f`` if it is an evaluation label alone (its total:
+    ``_count_label``), else None."""
+    alone = (f.event is None and f.user_id is None and f.session_id is None
+             and f.from_ns is None and f.to_ns is None)
+    return f.evaluation if alone and f.evaluation in EVALUATION_LABELS else None
 
 
 def _clause(where: Sequence[str]) -> str:
@@ -279,8 +311,19 @@ class SQLiteViews:
             columns=columns, table=table, id_column=id_column, sorts=sorts,
             where=conditions, params=params, page=page,
         )
-        total = self._count(count_table, conditions, params) if with_total else None
+        total = None
+        if with_total:
+            label = _label_only(where)
+            total = (self._count_label(label) if label is not None
+                     else self._count(count_table, conditions, params))
         return Listing([self._positioned(r) for r in rows], total, next_cursor)
+
+    def _count_label(self, label: str) -> int:
+        """The tasks evaluated ``label``: the per-position counts (``position_stats``,
+        kept with every task analysis that has a position) and those without one."""
+        return self._scalar(
+            f"SELECT (SELECT total({label}) FROM position_stats) + (SELECT count(*)"
+            " FROM task_analysis WHERE eval_label = ? AND position IS NULL)", [label])
 
     def session_tasks(self, session_id: str, limit: int, offset: int = 0) -> list[TaskRow]:
         total = self.conn.execute(
@@ -303,23 +346,39 @@ class SQLiteViews:
     # -- sessions ----------------------------------------------------------------------
 
     def list_sessions(self, where: SessionFilter, page: Page) -> Listing[SessionRollup]:
-        conditions, params = session_where(where)
+        if where.state is None and where.end_reason is None:
+            total = self._count_sessions(where)
+            conditions, params = session_where(where)
+        else:
+            everything = self._scalar("SELECT count(*) FROM sessions", [])
+            rollup, _ = _rollup_where(where)
+            few = everything // SPARSE_SHARE
+            ids = None
+            if where.state == "active" and where.end_reason is None and not rollup:
+                # the active ones, up to a few (past that, a walk fills a page sooner)
+                ids = [s for (s,) in self.conn.execute(f"{_ACTIVE_IDS} LIMIT ?", (few + 1,))]
+            if ids is not None and len(ids) <= few:
+                total = len(ids)
+                conditions = ["session_id IN (SELECT value FROM json_each(?))"]
+                params = [_dumps(ids)]
+            else:
+                total = self._count_sessions(where)
+                conditions, params = session_where(where, sparse=total < few)
         rows, next_cursor = self._page(
             columns=_SESSION_COLUMNS, table="sessions", id_column="session_id",
             sorts=_SESSION_SORT_SQL, where=conditions, params=params, page=page,
         )
-        return Listing([SessionRollup(*r) for r in rows], self._count_sessions(where),
-                       next_cursor)
+        return Listing([SessionRollup(*r) for r in rows], total, next_cursor)
 
     def _count_sessions(self, f: SessionFilter) -> int:
         """The sessions of ``f`` (``session_where``), counted from the smaller side.
 
         With an end reason (a few sessions): its ``session_analysis`` rows, each probed
         in ``sessions``. With a user or a time range: those sessions, each probed in
-        ``session_analysis``. A state alone (most sessions): the ended rows counted on
-        an index, less those whose session is gone (a replaced task can empty a session,
-        whose analysis stays), found by one merge of two ordered indexes; active is every
-        session but those."""
+        ``session_analysis``. A state alone (most sessions): ended is the ended rows
+        counted on an index, less those whose session is gone (a replaced task can empty
+        a session, whose analysis stays), found by one merge of two ordered indexes;
+        active is the sessions less the ended ones, by one such merge."""
         rollup, params = _rollup_where(f)
         if f.state is None and f.end_reason is None:
             return self._count("sessions", rollup, params)
@@ -333,13 +392,12 @@ class SQLiteViews:
                 [*more, *probe_params])
         if rollup:
             return self._count("sessions", *session_where(f))
-        ended = self._scalar(
+        if f.state == "active":
+            return self._scalar(f"SELECT count(*) FROM ({_ACTIVE_IDS})", [])
+        return self._scalar(
             "SELECT (SELECT count(*) FROM session_analysis WHERE state = 'ended')"
             " - (SELECT count(*) FROM (SELECT session_id FROM session_analysis"
             " WHERE state = 'ended' EXCEPT SELECT session_id FROM sessions ORDER BY 1))", [])
-        if f.state == "ended":
-            return ended
-        return self._scalar("SELECT count(*) FROM sessions", []) - ended
 
     def _scalar(self, sql: str, params: Sequence[Any]) -> int:
         return int(self.conn.execute(sql, params).fetchone()[0])

@@ -20,7 +20,8 @@ from phospho_otel.model.analysis import (
 )
 from phospho_otel.model.records import Extraction, TaskRecord
 from phospho_otel.store.api import AnalysisUpdate, Page, SessionFilter, TaskFilter
-from phospho_otel.store.sqlite import SQLiteStore
+from phospho_otel.store.sqlite import SQLiteStore, views
+from phospho_otel.store.sqlite.views import session_where
 
 SEC = 1_000_000_000
 BASE = 1_764_000_000 * SEC
@@ -28,7 +29,7 @@ REASONS = ("resolved", "frustrated", "other")
 LABELS = ("success", "failure", "unknown")
 
 
-def _task(n: int, session: str, user: str, start: int) -> TaskRecord:
+def _task(n: int, session: str | None, user: str, start: int) -> TaskRecord:
     return TaskRecord(
         task_id=f"t{n:03d}", trace_id=n.to_bytes(16, "big"), span_id=n.to_bytes(8, "big"),
         session_id=session, user_id=user, name="chat", service_name="test",
@@ -55,9 +56,10 @@ class _Data:
 
 @pytest.fixture
 def filled(tmp_path: Path) -> Iterator[tuple[SQLiteStore, _Data]]:
-    """40 sessions of 3 tasks (4 users); 30 analysed (every third active, the others ended
-    with a reason in turn), 10 not analysed; then the tasks of the ended session s000 are
-    logged again in session s039, which empties s000 (its analysis stays)."""
+    """40 sessions of 3 tasks (4 users) and 5 tasks without a session; 30 sessions
+    analysed (every third active, the others ended with a reason in turn), 10 not; then
+    the tasks of the ended session s001 are logged again in session s039, which empties
+    s001 (its analysis stays)."""
     store = SQLiteStore(tmp_path / "phospho.db", synchronous="NORMAL")
     data = _Data()
     data.sessions, data.analyses, data.labels, data.events = {}, {}, {}, {}
@@ -81,6 +83,15 @@ def filled(tmp_path: Path) -> Iterator[tuple[SQLiteStore, _Data]]:
                 Evaluation(label, 0.5, "heuristic:test", "test"),
                 tuple(DetectedEvent(e, "keywords", 1.0, "input") for e in sorted(events)),
                 None, None, BASE))
+    for n in range(200, 205):  # without a session (nor a position)
+        task = _task(n, None, "u0", BASE + n * SEC)
+        tasks.append(task)
+        label = LABELS[n % 3]
+        data.labels[task.task_id], data.events[task.task_id] = label, set()
+        data.starts[task.task_id], data.users[task.task_id] = task.start_ns, "u0"
+        analyses.append(TaskAnalysis(task.task_id, None, "u0", task.start_ns, None,
+                                     Evaluation(label, 0.5, "heuristic:test", "test"), (),
+                                     None, None, BASE))
     store.write([_extraction(tasks)])
     sessions = []
     for s in range(30):
@@ -140,10 +151,14 @@ SESSION_FILTERS = [
 ]
 
 
+@pytest.mark.parametrize("share", [1, 20, 10**9], ids=["by-id", "default", "walk"])
 @pytest.mark.parametrize("where", SESSION_FILTERS, ids=repr)
 def test_session_filters_page_and_total(filled: tuple[SQLiteStore, _Data],
-                                        where: SessionFilter) -> None:
-    """Every page (followed by cursor) and the total are the filter's sessions."""
+                                        where: SessionFilter, share: int,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every page (followed by cursor) and the total are the filter's sessions, whichever
+    way the list reads them (``SPARSE_SHARE`` 1: every filter is "few", by id)."""
+    monkeypatch.setattr(views, "SPARSE_SHARE", share)
     store, data = filled
     expected = _expected_sessions(data, where)
     got: list[str] = []
@@ -159,6 +174,21 @@ def test_session_filters_page_and_total(filled: tuple[SQLiteStore, _Data],
     assert got == expected
 
 
+@pytest.mark.parametrize("sparse", [False, True], ids=["walk", "by-id"])
+@pytest.mark.parametrize("where", SESSION_FILTERS, ids=repr)
+def test_session_where_both_forms(filled: tuple[SQLiteStore, _Data], where: SessionFilter,
+                                  sparse: bool) -> None:
+    """The walked (``EXISTS``) and the by-id (``IN``) forms of a filter keep the same
+    sessions (the list chooses by the filter's share of the sessions)."""
+    store, data = filled
+    conditions, params = session_where(where, sparse=sparse)
+    with store.read() as reader:
+        got = {s for (s,) in reader.conn.execute(
+            "SELECT session_id FROM sessions" + (" WHERE " + " AND ".join(conditions)
+                                                  if conditions else ""), params)}
+    assert got == set(_expected_sessions(data, where))
+
+
 def _expected_tasks(data: _Data, f: TaskFilter) -> list[str]:
     out = [t for t in data.labels
            if (f.event is None or f.event in data.events[t])
@@ -169,6 +199,7 @@ def _expected_tasks(data: _Data, f: TaskFilter) -> list[str]:
 
 @pytest.mark.parametrize("where", [
     TaskFilter(event="thanks"), TaskFilter(event="rare"), TaskFilter(evaluation="failure"),
+    TaskFilter(evaluation="success"), TaskFilter(evaluation="unknown"),
     TaskFilter(event="thanks", evaluation="success"),
     TaskFilter(evaluation="unknown", user_id="u2"), TaskFilter(evaluation="failure", user_id="u3"),
 ], ids=repr)
@@ -191,8 +222,6 @@ def test_plans_walk_indexes(filled: tuple[SQLiteStore, _Data]) -> None:
     """A page of ended sessions walks the sort index, probing each session's analysis by
     its key (no list of every ended session first); the ended count merges two ordered
     indexes; the end-reason count starts from its index."""
-    from phospho_otel.store.sqlite.views import session_where
-
     store, _ = filled
     conditions, params = session_where(SessionFilter(state="ended"))
     plan = _plan(store, "SELECT session_id FROM sessions WHERE " + " AND ".join(conditions)
