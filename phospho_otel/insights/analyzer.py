@@ -25,12 +25,13 @@ the rules changed: ``phospho-otel reevaluate``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from phospho_otel.insights.classes import classify_users
 from phospho_otel.insights.config import InsightsConfig
@@ -40,7 +41,7 @@ from phospho_otel.insights.evaluation import EvaluationPipeline, evaluate_sessio
 from phospho_otel.insights.events import EventDetector, llm_event_messages, parse_llm_event_answer
 from phospho_otel.insights.llm import JUDGE_SOURCE, LLMClient, LLMJudge
 from phospho_otel.insights.textual import TextAnalysis, analyze_text
-from phospho_otel.insights.webhooks import WebhookSender
+from phospho_otel.insights.webhooks import WebhookSender, event_payload
 from phospho_otel.model.analysis import (
     DetectedEvent,
     SessionAnalysis,
@@ -88,7 +89,6 @@ class AnalyzerStats:
     """Seconds spent working (not waiting)."""
     lag_tasks: int = 0
     """Items still pending after the last pass."""
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 def _system_prompt(task: TaskRecord) -> str | None:
@@ -153,7 +153,8 @@ class Analyzer:
         self.detector = EventDetector(self.config.events)
         self._llm_events = self.detector.llm_definitions()
         self._webhooks = {d.name: d.webhook for d in self.config.events if d.webhook}
-        self._sender = WebhookSender() if self._webhooks else None
+        self._sender = (WebhookSender(**dataclasses.asdict(self.config.webhooks))
+                        if self._webhooks else None)
         self._judge: LLMJudge | None = None
         self._llm: LLMClient | None = None
         if self.config.judge is not None:
@@ -429,10 +430,9 @@ class Analyzer:
             for e in a.events:
                 url = self._webhooks.get(e.name)
                 if url:
-                    self._sender.send(url, {
-                        "event": e.name, "source": e.source, "score": e.score,
-                        "scope": e.scope, "task_id": a.task_id, "session_id": a.session_id,
-                        "user_id": a.user_id, "start_ns": a.start_ns})
+                    self._sender.send(url, event_payload(
+                        e, task_id=a.task_id, session_id=a.session_id, user_id=a.user_id,
+                        time_ns=a.start_ns))
 
     # -- user classes ---------------------------------------------------------------------
 

@@ -212,3 +212,41 @@ def test_the_llm_judge_decides_and_waits_out_a_down_endpoint(
         assert "wrong gate" in after.evaluation.reason
         # its prompt carried the app's system prompt (the fake answers 400 otherwise)
         assert len(llm.requests) == 2
+
+
+def test_a_new_event_is_posted_to_its_webhook(store: Store) -> None:
+    import json as _json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from phospho_otel.insights.events import EventDefinition
+
+    received: list[dict[str, object]] = []
+    arrived = threading.Event()
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(_json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+            arrived.set()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        refund = EventDefinition("refund_request", "input", keywords=("refund",), webhook=url)
+        analyzer = Analyzer(store, InsightsConfig(events=(refund,)), clock=Clock(T0))
+        write(store, make_request([turn("h1", "sh", "uh", 0, "I want a refund now", "OK."),
+                                   turn("h2", "sh", "uh", 1, "What time is it?", "Noon.")]))
+        drain(analyzer)
+        assert arrived.wait(10)
+        analyzer.stop()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [(r["event"], r["task_id"], r["session_id"], r["user_id"]) for r in received] == [
+        ("refund_request", "h1", "sh", "uh")]
