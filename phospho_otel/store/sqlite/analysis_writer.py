@@ -128,17 +128,21 @@ def _write(conn: sqlite3.Connection, update: AnalysisUpdate, now_ns: int) -> Non
         deltas.write(conn)
     for s in update.sessions:
         ev = s.evaluation
+        # a session the writer has removed since (its last task moved away) keeps no
+        # analysis: session_analysis only holds sessions that exist
         last_activity = conn.execute(
-            "SELECT max(coalesce((SELECT end_ns FROM sessions WHERE session_id = ?1), 0),"
-            " coalesce((SELECT max(time_ns) FROM session_events WHERE session_id = ?1), 0))",
-            (s.session_id,)).fetchone()[0]
+            "SELECT max(end_ns, coalesce((SELECT max(time_ns) FROM session_events"
+            " WHERE session_id = ?1), 0)) FROM sessions WHERE session_id = ?1",
+            (s.session_id,)).fetchone()
+        if last_activity is None:
+            continue
         conn.execute(_PUT_SESSION, (
             s.session_id, s.user_id, s.state, s.ended_ns, s.end_reason,
             dumps(list(s.end_evidence)),
             s.active_duration_ns, None if ev is None else ev.label,
             None if ev is None else ev.score, None if ev is None else ev.source,
             None if ev is None else ev.reason,
-            dumps(dict(s.event_counts)), s.analyzed_ns, last_activity))
+            dumps(dict(s.event_counts)), s.analyzed_ns, last_activity[0]))
     if update.users is not None:
         conn.execute("DELETE FROM user_classes")
         conn.execute("UPDATE user_analysis SET classes = '[]' WHERE classes != '[]'")

@@ -392,12 +392,10 @@ class SQLiteViews:
                 [*more, *probe_params])
         if rollup:
             return self._count("sessions", *session_where(f))
+        ended = self._scalar("SELECT count(*) FROM session_analysis WHERE state = 'ended'", [])
         if f.state == "active":
-            return self._scalar(f"SELECT count(*) FROM ({_ACTIVE_IDS})", [])
-        return self._scalar(
-            "SELECT (SELECT count(*) FROM session_analysis WHERE state = 'ended')"
-            " - (SELECT count(*) FROM (SELECT session_id FROM session_analysis"
-            " WHERE state = 'ended' EXCEPT SELECT session_id FROM sessions ORDER BY 1))", [])
+            return self._scalar("SELECT count(*) FROM sessions", []) - ended
+        return ended
 
     def _scalar(self, sql: str, params: Sequence[Any]) -> int:
         return int(self.conn.execute(sql, params).fetchone()[0])

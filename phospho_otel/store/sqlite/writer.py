@@ -540,6 +540,7 @@ class SQLiteWriter:
             count, values = self._rebuild(SESSION_RULES, _RECOMPUTE_SESSION, session_id)
             if not count:
                 conn.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+                conn.execute("DELETE FROM session_analysis WHERE session_id = ?", (session_id,))
                 continue
             if values[0] is not None:
                 users.add(values[0])
