@@ -15,9 +15,10 @@ new or changed, sessions with a new end or feedback), and for each touched sessi
 
 Each pass also ends the sessions idle for the inactivity timeout, asks the LLM judge and
 the LLM-question events (only when ``InsightsConfig.judge`` is configured) about the tasks
-still waiting for them, posts the webhooks of new events, and, at most every
-``classify_every_s`` when something changed, re-decides every user's classes
-(``classes.classify_users``) over the store's ``user_facts``.
+still waiting for them, posts the webhooks of new events, and, when something changed,
+re-decides every user's classes (``classes.classify_users``) over the store's
+``user_facts``: at most every ``classify_every_s`` under load, every
+``CAUGHT_UP_CLASSIFY_S`` once caught up.
 
 ``reanalyze(from_ns, to_ns)`` runs steps 1-3 over every task started in a range (after
 the rules changed: ``phospho-otel reevaluate``).
@@ -70,6 +71,8 @@ PREVIOUS_TASKS = 5
 SESSION_TASKS = 10_000
 """A session's state is decided from its first this-many tasks at most."""
 _USER_FEEDBACK = "user_feedback"
+CAUGHT_UP_CLASSIFY_S = 5.0
+"""Once caught up, the classes are decided again at most this often (seconds)."""
 
 
 @dataclass
@@ -225,10 +228,10 @@ class Analyzer:
         self.stats.sessions_analyzed += len(sessions)
         self.stats.sessions_ended += sum(s.state == "ended" for s in sessions)
         self._run_judge(now)
-        self._classify_if_due(now)
+        more = len(pending.tasks) >= self.batch or len(idle) >= self.batch
+        self._classify_if_due(now, caught_up=not more)
         self.stats.passes += 1
         self.stats.busy_s += time.perf_counter() - started
-        more = len(pending.tasks) >= self.batch or len(idle) >= self.batch
         self.stats.lag_tasks = len(pending.tasks) if more else 0
         return more
 
@@ -436,17 +439,23 @@ class Analyzer:
 
     # -- user classes ---------------------------------------------------------------------
 
-    def _classify_if_due(self, now: int, *, force: bool = False) -> None:
-        due = time.monotonic() - self._last_classify >= self.classify_every_s
+    def _classify_if_due(self, now: int, *, force: bool = False,
+                         caught_up: bool = False) -> None:
+        """Classify every user again when something changed and it is due: every
+        ``classify_every_s`` under load, or ``CAUGHT_UP_CLASSIFY_S`` after the last time
+        once the analyzer has caught up (so that a quiet store shows fresh classes)."""
+        elapsed = time.monotonic() - self._last_classify
+        due = elapsed >= self.classify_every_s or (
+            caught_up and elapsed >= min(CAUGHT_UP_CLASSIFY_S, self.classify_every_s))
         if not self._changed_since_classify or not (due or force):
             return
-        self._last_classify = time.monotonic()
-        self._changed_since_classify = False
         settings = self.config.classes
         with self.store.read() as reader:
             reference = reader.latest_activity_ns()
             if reference is None:
                 return
+            self._last_classify = time.monotonic()
+            self._changed_since_classify = False
             window_from = reference - int(settings.window_days * NS_PER_DAY)
             facts = reader.user_facts(window_from)
         classes = classify_users(facts, reference, settings)
