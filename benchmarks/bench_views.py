@@ -434,7 +434,7 @@ def _recompute_parts(path: Path) -> list[tuple[str, float]]:
                 ("user_class_counts", lambda: user_class_counts(reader)),
                 ("user_retention (whole)", lambda: user_retention(reader)),
                 ("  user days", reader.user_days),
-                ("event counts (/api/events)", reader.event_counts),
+                ("event days (/api/events)", reader.event_days),
             ]
             out = []
             for name, fn in parts:

@@ -3,9 +3,12 @@
 ::
 
     phospho-otel serve     [--store URL | --db PATH] [--host H] [--http-port N] ... (every setting)
-    phospho-otel sessions  [SESSION_ID] [--store URL | --db PATH | --url URL] [--json] [filters...]
-    phospho-otel users     [USER_ID]    [--store URL | --db PATH | --url URL] [--json] [filters...]
-    phospho-otel tasks     [TASK_ID]    [--store URL | --db PATH | --url URL] [--json] [filters...]
+    phospho-otel sessions  [SESSION_ID] [--store URL | --db PATH | --url URL] [--json | --format F]
+                           [filters...]
+    phospho-otel users     [USER_ID]    [--store URL | --db PATH | --url URL] [--json | --format F]
+                           [filters...]
+    phospho-otel tasks     [TASK_ID]    [--store URL | --db PATH | --url URL] [--json | --format F]
+                           [filters...]
     phospho-otel insights  [--store URL | --db PATH | --url URL] [--json] [--from T] [--to T]
     phospho-otel retention [--store URL | --db PATH | --url URL] [--json] [--period day|week]
     phospho-otel events    [--store URL | --db PATH | --url URL] [--json]
@@ -15,8 +18,11 @@ The view commands run the API's own view functions (``api.views``), either on th
 directly (``--store``/``--db``, default ``$PHOSPHO_STORE``, ``$PHOSPHO_DB`` or
 ``./phospho.db``, opened read-only) or on a running server over HTTP (``--url``, or
 ``$PHOSPHO_URL``): the same checks, the same answers. They print tables for people and,
-with ``--json``, the API's JSON for scripts. ``serve``'s options are generated from the
-settings table (``server.settings``).
+with ``--json``, the API's JSON for scripts; a list with ``--format csv|jsonl`` writes the
+whole filtered list to stdout, byte for byte the API's export (``api.export``; ``--limit``
+and ``--offset`` do not apply). ``--metadata KEY=VALUE`` (repeatable) filters a list by
+its tasks' metadata. ``serve``'s options are generated from the settings table
+(``server.settings``).
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, BinaryIO
 
 import click
 
-from phospho_otel.api.views import ViewContext, run_view, view_named
+from phospho_otel.api.export import export_chunks
+from phospho_otel.api.views import EXPORT_FORMATS, ViewContext, run_view, view_args, view_named
 from phospho_otel.errors import ConfigurationError, ServerError, StoreError
 from phospho_otel.insights import InsightsCache
 from phospho_otel.model.analysis import (
@@ -54,7 +61,7 @@ from phospho_otel.server.settings import (
     setting_of,
 )
 from phospho_otel.store import open_store
-from phospho_otel.store.api import Store
+from phospho_otel.store.api import TASK_FLAGS, Store
 
 __all__ = ["ViewSource", "main"]
 
@@ -79,14 +86,33 @@ class ViewSource:
         self._context: ViewContext | None = None
 
     def get(self, view_name: str, ids: dict[str, str],
-            params: dict[str, Any]) -> dict[str, Any]:
+            params: dict[str, Any], extra: Iterable[tuple[str, str]] = ()) -> dict[str, Any]:
+        """The view's JSON; ``extra``: more query parameters (``metadata.<key>``)."""
         view = view_named(view_name)
-        query = [(k, str(v)) for k, v in params.items() if v is not None]
+        query = [(k, str(v)) for k, v in params.items() if v is not None] + list(extra)
         if self.url:
             path = view.path.format(**{k: urllib.parse.quote(v, safe="") for k, v in ids.items()})
             return self._http(path, query)
         try:
             return run_view(view, self._local(), ids, query)
+        except ServerError as exc:
+            raise click.ClickException(f"{exc.status}: {exc.message}") from None
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    def export(self, view_name: str, params: dict[str, Any],
+               extra: Iterable[tuple[str, str]], out: BinaryIO) -> None:
+        """Write the list view's export (``params`` holding ``format``) to ``out``."""
+        view = view_named(view_name)
+        query = [(k, str(v)) for k, v in params.items() if v is not None] + list(extra)
+        if self.url:
+            with self._open(view.path, query) as response:
+                while chunk := response.read(65536):
+                    out.write(chunk)
+            return
+        try:
+            for chunk in export_chunks(view, self._local(), view_args(view, {}, query)):
+                out.write(chunk)
         except ServerError as exc:
             raise click.ClickException(f"{exc.status}: {exc.message}") from None
         except StoreError as exc:
@@ -104,13 +130,18 @@ class ViewSource:
         return self._context
 
     def _http(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
+        with self._open(path, query) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+
+    def _open(self, path: str, query: list[tuple[str, str]]) -> Any:
+        """The server's response to ``GET path?query`` (a ``ClickException`` for an error
+        answer, with its status and message, or no answer)."""
         encoded = urllib.parse.urlencode(query)
         request = urllib.request.Request(f"{self.url}{path}" + (f"?{encoded}" if encoded else ""))
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read())  # type: ignore[no-any-return]
+            return urllib.request.urlopen(request, timeout=30)
         except urllib.error.HTTPError as exc:
             try:
                 message = json.loads(exc.read())["error"]["message"]
@@ -215,6 +246,8 @@ def _source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _list_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--cursor", default=None,
+                      help="go on from a previous page's next_cursor")(fn)
     fn = click.option("--offset", type=click.IntRange(min=0), default=None)(fn)
     fn = click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)(fn)
     fn = click.option("--order", type=click.Choice(["asc", "desc"]), default=None)(fn)
@@ -222,6 +255,41 @@ def _list_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--to", "to_", default=None, help="ISO-8601 end (exclusive)")(fn)
     fn = click.option("--from", "from_", default=None, help="ISO-8601 start")(fn)
     return fn
+
+
+def _export_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--metadata", "metadata", multiple=True, metavar="KEY=VALUE",
+                      help="only items with a task whose metadata KEY has VALUE"
+                      " (repeatable: all must match)")(fn)
+    fn = click.option("--format", "export_format", type=click.Choice(EXPORT_FORMATS),
+                      default=None, help="write the whole filtered list as CSV or JSON"
+                      " Lines (the API's export)")(fn)
+    return fn
+
+
+def _metadata_query(pairs: Sequence[str]) -> list[tuple[str, str]]:
+    """``KEY=VALUE`` options as ``metadata.<key>`` query parameters."""
+    out = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="--metadata")
+        out.append((f"metadata.{key}", value))
+    return out
+
+
+def _list(src: ViewSource, view_name: str, params: dict[str, Any], metadata: Sequence[str],
+          export_format: str | None) -> dict[str, Any] | None:
+    """The list's JSON page, or None once its export (``export_format``) is written to
+    stdout."""
+    extra = _metadata_query(metadata)
+    if export_format is None:
+        return src.get(view_name, {}, params, extra)
+    params = {k: v for k, v in params.items() if k not in ("limit", "offset", "cursor")}
+    sys.stdout.flush()
+    src.export(view_name, {**params, "format": export_format}, extra, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    return None
 
 
 def _emit(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
@@ -306,6 +374,16 @@ def serve(**options: Any) -> None:
         server.stop()
 
 
+def _count_line(listing: dict[str, Any], what: str) -> str:
+    """``(50 of 1,234 sessions)``, or, when a filter stopped the search early
+    (``searched_to``), how far it searched and how to go on."""
+    shown = len(listing["items"])
+    if listing.get("searched_to") is None:
+        return f"\n({shown} of {listing['total']} {what})"
+    return (f"\n({shown} {what} found searching to {listing['searched_to']}; more with "
+            f"--cursor {listing['next_cursor']})")
+
+
 def _source(store: str, url: str | None, token: str | None) -> ViewSource:
     return ViewSource(url=url, store=None if url else store, token=token)
 
@@ -319,10 +397,17 @@ def _source(store: str, url: str | None, token: str | None) -> ViewSource:
               help="only sessions in this state")
 @click.option("--end-reason", type=click.Choice(END_REASONS), default=None,
               help="only sessions that ended this way")
+@click.option("--evaluation", type=click.Choice(EVALUATION_LABELS), default=None,
+              help="only sessions with this session evaluation")
+@click.option("--event", default=None, help="only sessions where this event was detected")
+@_export_options
 def sessions(session_id: str | None, store: str, url: str | None, token: str | None,
              as_json: bool, from_: str | None, to_: str | None, sort: str | None,
-             order: str | None, limit: int, offset: int | None, user_id: str | None,
-             state: str | None, end_reason: str | None) -> None:
+             order: str | None, limit: int, offset: int | None, cursor: str | None,
+             user_id: str | None,
+             state: str | None, end_reason: str | None, evaluation: str | None,
+             event: str | None, export_format: str | None,
+             metadata: tuple[str, ...]) -> None:
     """List sessions, or show one with its tasks."""
     src = _source(store, url, token)
     if session_id:
@@ -332,12 +417,16 @@ def sessions(session_id: str | None, store: str, url: str | None, token: str | N
             "last_task_id"]) + "\n" + _evidence(d) + "\n\n" +
             _table(_rows(d["tasks"]), TASK_COLUMNS))
         return
-    data = src.get("list_sessions", {}, {"from": from_, "to": to_, "sort": sort,
-                                         "order": order, "limit": limit, "offset": offset,
-                                         "user_id": user_id, "state": state,
-                                         "end_reason": end_reason})
-    _emit(data, as_json, lambda d: _table(d["items"], SESSION_COLUMNS) +
-          f"\n({len(d['items'])} of {d['total']} sessions)")
+    listing = _list(src, "list_sessions", {"from": from_, "to": to_, "sort": sort,
+                                        "order": order, "limit": limit, "offset": offset,
+                                        "cursor": cursor,
+                                        "user_id": user_id, "state": state,
+                                        "end_reason": end_reason, "evaluation": evaluation,
+                                        "event": event}, metadata, export_format)
+    if listing is None:
+        return
+    _emit(listing, as_json, lambda d: _table(d["items"], SESSION_COLUMNS) +
+          _count_line(d, "sessions"))
 
 
 def _evidence(d: dict[str, Any]) -> str:
@@ -356,9 +445,12 @@ def _evaluation(e: dict[str, Any] | None) -> str:
 @_list_options
 @click.option("--class", "user_class", type=click.Choice(USER_CLASSES), default=None,
               help="only users in this class")
+@_export_options
 def users(user_id: str | None, store: str, url: str | None, token: str | None, as_json: bool,
           from_: str | None, to_: str | None, sort: str | None, order: str | None,
-          limit: int, offset: int | None, user_class: str | None) -> None:
+          limit: int, offset: int | None, cursor: str | None, user_class: str | None,
+          export_format: str | None,
+          metadata: tuple[str, ...]) -> None:
     """List users, or show one with their classes, sessions and tasks."""
     src = _source(store, url, token)
     if user_id:
@@ -368,10 +460,14 @@ def users(user_id: str | None, store: str, url: str | None, token: str | None, a
             _table(d["sessions"], SESSION_COLUMNS) + "\n\nTasks\n" +
             _table(_rows(d["tasks"]), TASK_COLUMNS))
         return
-    data = src.get("list_users", {}, {"from": from_, "to": to_, "sort": sort, "order": order,
-                                      "limit": limit, "offset": offset, "class": user_class})
-    _emit(data, as_json, lambda d: _table(_rows(d["items"]), USER_COLUMNS) +
-          f"\n({len(d['items'])} of {d['total']} users)")
+    listing = _list(src, "list_users", {"from": from_, "to": to_, "sort": sort, "order": order,
+                                     "limit": limit, "offset": offset, "cursor": cursor,
+                                     "class": user_class},
+                 metadata, export_format)
+    if listing is None:
+        return
+    _emit(listing, as_json, lambda d: _table(_rows(d["items"]), USER_COLUMNS) +
+          _count_line(d, "users"))
 
 
 def _classes(d: dict[str, Any]) -> str:
@@ -393,22 +489,32 @@ def _classes(d: dict[str, Any]) -> str:
 @click.option("--event", default=None, help="only tasks with this detected event")
 @click.option("--evaluation", type=click.Choice(EVALUATION_LABELS), default=None,
               help="only tasks with this evaluation label")
+@click.option("--text", "q", default=None, help="only tasks whose input or output holds this")
+@click.option("--flag", type=click.Choice(TASK_FLAGS), default=None,
+              help="only tasks whose latest feedback is this flag (none: no feedback)")
+@_export_options
 def tasks(task_id: str | None, store: str, url: str | None, token: str | None, as_json: bool,
           from_: str | None, to_: str | None, sort: str | None, order: str | None,
-          limit: int, offset: int | None, user_id: str | None, session_id: str | None,
-          event: str | None, evaluation: str | None) -> None:
+          limit: int, offset: int | None, cursor: str | None, user_id: str | None,
+          session_id: str | None,
+          event: str | None, evaluation: str | None, q: str | None, flag: str | None,
+          export_format: str | None, metadata: tuple[str, ...]) -> None:
     """List tasks, or show one."""
     src = _source(store, url, token)
     if task_id:
         data = src.get("get_task", {"task_id": task_id}, {})
         _emit(data, as_json, lambda d: _fields(d, list(d)))
         return
-    data = src.get("list_tasks", {}, {"from": from_, "to": to_, "sort": sort, "order": order,
-                                      "limit": limit, "offset": offset, "user_id": user_id,
-                                      "session_id": session_id, "event": event,
-                                      "evaluation": evaluation})
-    _emit(data, as_json, lambda d: _table(_rows(d["items"]), TASK_COLUMNS) +
-          f"\n({len(d['items'])} of {d['total']} tasks)")
+    listing = _list(src, "list_tasks", {"from": from_, "to": to_, "sort": sort, "order": order,
+                                     "limit": limit, "offset": offset, "cursor": cursor,
+                                     "user_id": user_id,
+                                     "session_id": session_id, "event": event,
+                                     "evaluation": evaluation, "q": q, "flag": flag},
+                 metadata, export_format)
+    if listing is None:
+        return
+    _emit(listing, as_json, lambda d: _table(_rows(d["items"]), TASK_COLUMNS) +
+          _count_line(d, "tasks"))
 
 
 def _render_insights(d: dict[str, Any]) -> str:

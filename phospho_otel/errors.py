@@ -8,6 +8,7 @@
         ├── BadRequest            400  INVALID_ARGUMENT   a malformed parameter or body
         │   └── DecodeError       400  INVALID_ARGUMENT   a body that is not OTLP
         ├── Unauthorized          401  UNAUTHENTICATED    missing or wrong bearer token
+        ├── Forbidden             403  PERMISSION_DENIED  a form without its CSRF token
         ├── NotFound              404  NOT_FOUND          an unknown id
         ├── PayloadTooLarge       413  RESOURCE_EXHAUSTED a body over the size limit
         ├── UnsupportedMediaType  415  INVALID_ARGUMENT   a Content-Type or -Encoding we do not read
@@ -42,6 +43,7 @@ __all__ = [
     "BadRequest",
     "ConfigurationError",
     "DecodeError",
+    "Forbidden",
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
@@ -92,6 +94,13 @@ class Unauthorized(ServerError):
 
     status = 401
     grpc_code = "UNAUTHENTICATED"
+
+
+class Forbidden(ServerError):
+    """A dashboard form without a valid CSRF token, or from another origin (403)."""
+
+    status = 403
+    grpc_code = "PERMISSION_DENIED"
 
 
 class NotFound(ServerError):

@@ -11,6 +11,7 @@ This module is dependency-free: the SDK, the aggregator and third parties may im
 from __future__ import annotations
 
 from enum import Enum
+from types import MappingProxyType
 
 __all__ = [
     "SEMCONV_VERSION",
@@ -23,6 +24,8 @@ __all__ = [
     "SessionAttributes",
     "SessionEventNames",
     "SpanTypeValues",
+    "StepAttributes",
+    "UsageAttributes",
     "UserAttributes",
 ]
 
@@ -111,6 +114,57 @@ class ForeignAttributes:
     LANGFUSE_USER_ID = "langfuse.user.id"
     LANGFUSE_OBSERVATION_INPUT = "langfuse.observation.input"
     LANGFUSE_OBSERVATION_OUTPUT = "langfuse.observation.output"
+
+
+class StepAttributes:
+    """What a span under a task did (an LLM call, a retrieval, a tool...), by convention:
+    read by the steps view (``api.steps``), never written by the SDK."""
+
+    KINDS = ("llm", "retrieval", "embedding", "tool", "agent", "chain", "span")
+    """The kinds a step can have: what the span did, ``span`` when no convention says."""
+    KIND_KEYS = ("openinference.span.kind", "gen_ai.operation.name", "traceloop.span.kind",
+                 "langfuse.observation.type")
+    """Attributes naming what a span did (OpenInference, OpenTelemetry GenAI, Traceloop,
+    Langfuse); the first one a span carries is read."""
+    KIND_BY_VALUE = MappingProxyType({
+        # OpenInference openinference.span.kind
+        "llm": "llm", "retriever": "retrieval", "embedding": "embedding", "tool": "tool",
+        "agent": "agent", "chain": "chain", "reranker": "retrieval",
+        # OpenTelemetry GenAI gen_ai.operation.name
+        "chat": "llm", "text_completion": "llm", "generate_content": "llm",
+        "embeddings": "embedding", "execute_tool": "tool", "invoke_agent": "agent",
+        "create_agent": "agent", "retrieval": "retrieval",
+        # Traceloop traceloop.span.kind
+        "workflow": "chain", "task": "chain",
+        # Langfuse langfuse.observation.type
+        "generation": "llm", "span": "span", "event": "span",
+    })
+    """A ``KIND_KEYS`` value, lower-cased -> one of ``KINDS`` (unknown values: ``span``)."""
+
+
+class UsageAttributes:
+    """What an LLM call used: its model, tokens and cost, by convention (OpenTelemetry
+    GenAI, OpenInference, OpenLLMetry/Traceloop, Langfuse). Read by the analyzer
+    (``insights.usage``: per task, session and user) and the steps view; never written by
+    the SDK. For each figure the first key a span carries is read; Langfuse's JSON
+    details are read when no plain key is there."""
+
+    MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name",
+                  "langfuse.observation.model.name")
+    """The model's name (the one that answered before the one asked for)."""
+    INPUT_TOKEN_KEYS = ("gen_ai.usage.input_tokens", "llm.token_count.prompt",
+                        "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens")
+    """Tokens of the prompt (OpenTelemetry GenAI, OpenInference, older GenAI and
+    Traceloop names)."""
+    OUTPUT_TOKEN_KEYS = ("gen_ai.usage.output_tokens", "llm.token_count.completion",
+                         "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens")
+    """Tokens of the completion."""
+    COST_KEYS = ("llm.cost.total", "gen_ai.usage.cost")
+    """The call's cost, in the app's currency (usually USD)."""
+    LANGFUSE_USAGE_DETAILS = "langfuse.observation.usage_details"
+    """JSON object text ``{"input": n, "output": n, ...}``: tokens, by Langfuse."""
+    LANGFUSE_COST_DETAILS = "langfuse.observation.cost_details"
+    """JSON object text ``{"total": x, ...}``: cost, by Langfuse."""
 
 
 class SpanTypeValues(str, Enum):

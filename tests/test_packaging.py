@@ -4,6 +4,7 @@ the wheel ships the package only (no tools, tests or benchmarks)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -75,3 +76,19 @@ class TestBareInstall:
         out = subprocess.run([bare / "python", "-c", code], capture_output=True, text=True,
                              timeout=60, check=True, cwd=bare)
         assert out.stdout.strip() == "[]"
+
+    def test_wheel_ships_the_dashboard_files(self, bare: Path) -> None:
+        """The dashboard's templates, style sheet, script and the vendored Chart.js are
+        installed with the package (package data): nothing is fetched at run time."""
+        code = ("import importlib.util as u, json, pathlib; "
+                "p = pathlib.Path(u.find_spec('phospho_otel').origin).parent / 'dashboard'; "
+                "print(json.dumps([str(f.relative_to(p)) for f in p.rglob('*') "
+                "if f.suffix in ('.html', '.css', '.js')]))")
+        out = subprocess.run([bare / "python", "-c", code], capture_output=True, text=True,
+                             timeout=60, check=True, cwd=bare)
+        shipped = set(json.loads(out.stdout))
+        source = ROOT / "phospho_otel" / "dashboard"
+        expected = {str(f.relative_to(source)) for f in source.rglob("*")
+                    if f.suffix in (".html", ".css", ".js")}
+        assert "static/vendor/chart.js/chart.umd.min.js" in expected
+        assert shipped == expected

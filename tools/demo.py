@@ -6,7 +6,9 @@
    SDK to rotel;
 4. waits until every task and feedback of the app is in the views;
 5. prints the session view, the user view and the insights with the CLI;
-6. stops everything (the database stays in the work directory).
+6. stops the collector and keeps the aggregator serving the web dashboard, printing its
+   URL (http://127.0.0.1:8318/ when that port is free), until Ctrl-C (``--exit``: stop
+   right away); the database stays in the work directory.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -46,15 +49,38 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
+DASHBOARD_PORT = 8318
+"""The aggregator's own default HTTP port: the demo serves there when it is free."""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _serve_until_interrupted(server: _Server) -> None:
+    """Wait for Ctrl-C (SIGINT) or SIGTERM, or for the server to stop by itself."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set() and server.process.poll() is None:
+        stop.wait(0.5)
+
+
 class _Server:
     """``python -m phospho_otel serve`` as a child process."""
 
     def __init__(self, db: Path, log: Path) -> None:
         self.log_path = log
         self._log = open(log, "w")  # closed in stop()
+        http_port = DASHBOARD_PORT if _port_free(DASHBOARD_PORT) else 0
         self.process = subprocess.Popen(
             [sys.executable, "-m", "phospho_otel", "serve", "--db", str(db),
-             "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0"],
+             "--host", "127.0.0.1", "--http-port", str(http_port), "--grpc-port", "0"],
             stdout=subprocess.PIPE, stderr=self._log, text=True,
             env={k: v for k, v in os.environ.items() if k != "PHOSPHO_TOKEN"},
         )
@@ -108,7 +134,7 @@ def _wait_for(url: str, expected: dict[str, int], timeout: float = 120.0) -> Non
 
 
 def run_demo(*, workdir: str | None = None, users: int = 20, sessions: int = 60,
-             seed: int = 7) -> int:
+             seed: int = 7, keep_serving: bool = True) -> int:
     """Run the demo; returns the process exit code (0 when every step worked)."""
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="phospho-demo-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -148,6 +174,12 @@ def run_demo(*, workdir: str | None = None, users: int = 20, sessions: int = 60,
         _cli("users", "--url", server.url, "--limit", "10")
         _say("insights")
         _cli("insights", "--url", server.url)
+        if keep_serving:
+            rotel.stop()
+            rotel = None
+            _say(f"the web dashboard: {server.url}/")
+            print(f"dashboard: {server.url}/ (serving until Ctrl-C)", flush=True)
+            _serve_until_interrupted(server)
     except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
@@ -163,18 +195,22 @@ def run_demo(*, workdir: str | None = None, users: int = 20, sessions: int = 60,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python tools/demo.py [--workdir DIR] [--users N] [--sessions N] [--seed N]``."""
+    """``python tools/demo.py [--workdir DIR] [--users N] [--sessions N] [--seed N]
+    [--exit]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default=None,
                         help="where the database and logs go (default: a new temp dir)")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--sessions", type=int, default=60)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--exit", action="store_true",
+                        help="stop once the views are printed, instead of serving the "
+                             "dashboard until Ctrl-C")
     args = parser.parse_args(argv)
     if args.users < 1 or args.sessions < 1:
         parser.error("--users and --sessions must be at least 1")
     return run_demo(workdir=args.workdir, users=args.users, sessions=args.sessions,
-                    seed=args.seed)
+                    seed=args.seed, keep_serving=not args.exit)
 
 
 if __name__ == "__main__":

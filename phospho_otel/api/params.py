@@ -5,12 +5,15 @@ one place (``parse``), documented from the same declarations (``api.openapi``).
 ``query_params.multi_items()``, or the CLI) and answers the parsed values by name, or
 raises ``errors.BadRequest`` naming the parameter: an unknown name, a value of the wrong
 type or out of range, an empty value. Parameters given more than once keep their last
-value, except ``Param.repeated`` ones (a list).
+value, except ``Param.repeated`` ones (a list). A ``Param.prefix`` parameter stands for
+every name ``<name>.<key>`` (``metadata.version_id=1.0.0``): its value is a dict of key
+-> parsed value, in the order given (a key given twice keeps its last value); the key is
+checked by ``Param.key_check``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +58,28 @@ class Param:
     choices: tuple[str, ...] = ()
     location: str = "query"
     repeated: bool = False
+    prefix: bool = False
+    """Names ``<name>.<key>``: any key (checked by ``key_check``), collected into a dict."""
+    key_check: Callable[[str], str | None] | None = None
+    """For a ``prefix`` parameter: what is wrong with a key (None: nothing)."""
+
+    @property
+    def shown_name(self) -> str:
+        """The name as documented: ``metadata.<key>`` for a prefix parameter."""
+        return f"{self.name}.<key>" if self.prefix else self.name
+
+    def key_of(self, name: str) -> str | None:
+        """The key of a query name of this prefix parameter (None: not one of it);
+        ``BadRequest`` naming the parameter when the key is not acceptable."""
+        if not self.prefix or not name.startswith(self.name + "."):
+            return None
+        key = name[len(self.name) + 1:]
+        if not key:
+            raise BadRequest(f"{name}: the key after {self.name}. must not be empty")
+        problem = self.key_check(key) if self.key_check is not None else None
+        if problem:
+            raise BadRequest(f"{name}: {problem}")
+        return key
 
     def parse(self, raw: str) -> Any:
         """The value of one occurrence, checked."""
@@ -104,6 +129,10 @@ class Param:
                              f"got {shown}{hint}")
 
 
+def _empty(name: str) -> Any:
+    raise BadRequest(f"{name}: must not be empty")
+
+
 def _g(bound: float | None) -> str:
     return "-inf" if bound is None else f"{bound:g}"
 
@@ -112,14 +141,25 @@ def parse(specs: Sequence[Param], items: Iterable[tuple[str, str]]) -> dict[str,
     """The query parameters by name, parsed (``BadRequest`` on any problem); missing ones
     take their default. Path parameters are not looked for here."""
     query = [p for p in specs if p.location == "query"]
-    by_name = {p.name: p for p in query}
+    by_name = {p.name: p for p in query if not p.prefix}
+    prefixed = [p for p in query if p.prefix]
     values: dict[str, Any] = {p.name: [] if p.repeated else p.default for p in query}
+    for p in prefixed:
+        values[p.name] = {}
     given: set[str] = set()
     for name, raw in items:
         spec = by_name.get(name)
         if spec is None:
-            accepted = ", ".join(sorted(by_name)) or "none"
-            raise BadRequest(f"unknown parameter {name!r}; accepted: {accepted}")
+            for p in prefixed:
+                key = p.key_of(name)
+                if key is not None:
+                    values[p.name][key] = p.parse(raw) if raw != "" else _empty(name)
+                    given.add(p.name)
+                    break
+            else:
+                accepted = ", ".join(sorted(p.shown_name for p in query)) or "none"
+                raise BadRequest(f"unknown parameter {name!r}; accepted: {accepted}")
+            continue
         value = spec.parse(raw)
         if spec.repeated:
             values[name].append(value)

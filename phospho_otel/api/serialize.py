@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -30,11 +30,12 @@ from phospho_otel.model.analysis import (
     Evaluation,
     SessionAnalysis,
     TaskAnalysis,
+    Usage,
     UserAnalysis,
 )
 from phospho_otel.model.records import SessionEventRecord
 from phospho_otel.model.rollup import SessionRollup
-from phospho_otel.store.api import Listing, TaskRow, UserRow
+from phospho_otel.store.api import TaskRow, UserRow
 
 __all__ = [
     "EVENTS_FIELDS",
@@ -47,18 +48,21 @@ __all__ = [
     "USER_FIELDS",
     "USER_INSIGHTS_FIELDS",
     "Links",
+    "day_iso",
     "decode_cursor",
     "encode_cursor",
     "evaluation_json",
+    "field_value",
     "iso_to_ns",
-    "listing_json",
     "ns_to_iso",
     "retention_json",
     "session_feedback_json",
     "session_insights_json",
     "session_json",
     "session_outcomes_json",
+    "sort_value_json",
     "task_json",
+    "usage_json",
     "user_insights_json",
     "user_json",
 ]
@@ -185,6 +189,13 @@ _EVALUATION = {"type": ["object", "null"], "description": "docs/insights.md", "p
     "source": {"type": "string", "description": "user_feedback, heuristic:<rule>, llm_judge"},
     "reason": {"type": "string"}}}
 _COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+_TOKENS = {"type": ["integer", "null"]}
+_USAGE = {"type": ["object", "null"],
+          "description": "tokens and cost its LLM calls' spans report, summed (docs/insights.md);"
+                         " null when none reports any, a figure null when none reports it",
+          "properties": {"input_tokens": _TOKENS, "output_tokens": _TOKENS,
+                         "cost": {"type": ["number", "null"],
+                                  "description": "in the app's currency (usually USD)"}}}
 
 TASK_FIELDS: dict[str, dict[str, Any]] = {
     "task_id": {"type": "string"}, "session_id": _STR, "user_id": _STR,
@@ -204,6 +215,7 @@ TASK_FIELDS: dict[str, dict[str, Any]] = {
         "score": {"type": "number", "description": "-1 (negative) to 1 (positive)"},
         "label": {"enum": list(SENTIMENT_LABELS)}}},
     "language": {"type": ["string", "null"], "description": "ISO 639-1 code of the input's"},
+    "usage": _USAGE,
 }
 SESSION_FIELDS: dict[str, dict[str, Any]] = {
     "session_id": {"type": "string"}, "user_id": _STR, "task_count": _INT,
@@ -215,6 +227,8 @@ SESSION_FIELDS: dict[str, dict[str, Any]] = {
     "end_reason": {"enum": [*END_REASONS, None]},
     "end_evidence": {"type": "array", "items": {"type": "string"}},
     "active_duration_s": _NUM, "evaluation": _EVALUATION, "event_counts": _COUNTS,
+    "usage": {**_USAGE, "description": "its tasks' usages summed (docs/insights.md); null"
+                                       " when none reports any"},
 }
 USER_FIELDS: dict[str, dict[str, Any]] = {
     "user_id": {"type": "string"}, "task_count": _INT, "session_count": _INT,
@@ -231,6 +245,9 @@ USER_FIELDS: dict[str, dict[str, Any]] = {
         "label": {"enum": list(USER_CLASSES)},
         "reasons": {"type": "array", "items": {"type": "string"}}}}},
     "event_counts": _COUNTS,
+    "usage": {**_USAGE, "description": "the usages of all the user's tasks summed, as of the"
+                                       " last user classification (docs/insights.md); null"
+                                       " when none reports any"},
 }
 _FRESHNESS = {
     "computed_at": {"type": "string", "format": "date-time",
@@ -243,6 +260,10 @@ SESSION_INSIGHTS_FIELDS: dict[str, dict[str, Any]] = {
     "success_count": _INT, "failure_count": _INT, "error_count": _INT,
     "length_histogram": {"type": "array", "items": {"type": "object", "properties": {
         "task_count": _INT, "sessions": _INT}}},
+    "duration_histogram": {
+        "type": "array", "description": "sessions by duration, power-of-two-seconds buckets",
+        "items": {"type": "object", "properties": {
+            "min_s": {"type": "number"}, "max_s": {"type": "number"}, "sessions": _INT}}},
     "sessions_per_day": {"type": "array", "items": {"type": "object", "properties": {
         "date": {"type": "string", "format": "date"}, "sessions": _INT}}},
     "endings": {"type": "array", "description": "last tasks grouped by flag and status",
@@ -299,7 +320,11 @@ EVENTS_FIELDS: dict[str, dict[str, Any]] = {
         "name": {"type": "string"}, "scope": {"enum": list(EVENT_SCOPES)},
         "detector": {"enum": ["keywords", "regex", "llm", "python"]},
         "description": {"type": "string"}, "webhook": {"type": "boolean"},
-        "tasks": {"type": "integer", "description": "tasks with the event"}}}},
+        "tasks": {"type": "integer", "description": "tasks with the event"},
+        "per_day": {"type": "array", "description": "tasks with the event by UTC day they "
+                    "started, days with none left out", "items": {"type": "object",
+                    "properties": {"date": {"type": "string", "format": "date"},
+                                   "tasks": _INT}}}}}},
     **_FRESHNESS,
 }
 
@@ -311,6 +336,14 @@ def evaluation_json(e: Evaluation | None) -> dict[str, Any] | None:
     if e is None:
         return None
     return {"label": e.label, "score": round(e.score, 6), "source": e.source, "reason": e.reason}
+
+
+def usage_json(u: Usage | None) -> dict[str, Any] | None:
+    """``{"input_tokens", "output_tokens", "cost"}`` (cost to 6 decimals), or None."""
+    if u is None:
+        return None
+    return {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+            "cost": _round(u.cost)}
 
 
 def task_json(row: TaskRow, analysis: TaskAnalysis | None = None) -> dict[str, Any]:
@@ -348,6 +381,7 @@ def task_json(row: TaskRow, analysis: TaskAnalysis | None = None) -> dict[str, A
         "sentiment": ({"score": round(a.sentiment.score, 4), "label": a.sentiment.label}
                       if a and a.sentiment else None),
         "language": a.language if a else None,
+        "usage": usage_json(a.usage) if a else None,
     }
 
 
@@ -381,6 +415,7 @@ def session_json(s: SessionRollup, links: Links = _no_links,
         "active_duration_s": _seconds(a.active_duration_ns) if a else None,
         "evaluation": evaluation_json(a.evaluation) if a else None,
         "event_counts": dict(a.event_counts) if a else {},
+        "usage": usage_json(a.usage) if a else None,
     }
 
 
@@ -418,14 +453,35 @@ def user_json(u: UserRow, links: Links = _no_links,
         "classes": [{"label": c.label, "reasons": list(c.reasons)} for c in a.classes]
         if a else [],
         "event_counts": dict(a.event_counts) if a else {},
+        "usage": usage_json(a.usage) if a else None,
     }
 
 
-def listing_json(listing: Listing[Any], items: list[dict[str, Any]]) -> dict[str, Any]:
-    """A page of a list: ``{"items": [...], "total": N, "next_cursor": "..." | null}``,
-    ``items`` being the page's items as JSON."""
-    return {"items": items, "total": listing.total,
-            "next_cursor": encode_cursor(listing.next_cursor)}
+def field_value(item: Mapping[str, Any], dotted: str) -> Any:
+    """A field of an item's JSON by its dotted name: ``item["a"]["b"]`` for ``"a.b"``
+    (None when a part is missing); the CSV exports' columns and the dashboard's cells."""
+    value: Any = item
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+TIME_SORTS = frozenset({"start_time", "end_time", "first_seen", "last_seen"})
+"""Sort keys whose values are times (nanoseconds in the store, ISO-8601 in JSON)."""
+
+
+def sort_value_json(sort: str, value: Any) -> Any:
+    """A sort key's value as JSON: an ISO time for ``TIME_SORTS``, seconds for
+    ``duration_s``, else as it is."""
+    if value is None:
+        return None
+    if sort in TIME_SORTS:
+        return ns_to_iso(value)
+    if sort == "duration_s":
+        return _seconds(value)
+    return value
 
 
 def _freshness(computed_at_ns: int, max_age_s: float) -> dict[str, Any]:
@@ -446,6 +502,8 @@ def session_insights_json(x: SessionInsights, computed_at_ns: int, max_age_s: fl
         "error_count": x.error_count,
         "length_histogram": [{"task_count": length, "sessions": n}
                              for length, n in x.length_histogram],
+        "duration_histogram": [{"min_s": lo / NS_PER_S, "max_s": (hi + 1) / NS_PER_S,
+                                "sessions": n} for lo, hi, n in x.duration_histogram],
         "sessions_per_day": [{"date": (ns_to_iso(day * NS_PER_DAY) or "")[:10], "sessions": n}
                              for day, n in x.sessions_per_day],
         "endings": [
@@ -458,7 +516,8 @@ def session_insights_json(x: SessionInsights, computed_at_ns: int, max_age_s: fl
     }
 
 
-def _day(day: int) -> str:
+def day_iso(day: int) -> str:
+    """A UTC day since the epoch as ``YYYY-MM-DD``."""
     return (ns_to_iso(day * NS_PER_DAY) or "")[:10]
 
 
@@ -483,9 +542,9 @@ def session_outcomes_json(x: SessionOutcomes) -> dict[str, Any]:
 def retention_json(x: Retention, computed_at_ns: int, max_age_s: float) -> dict[str, Any]:
     return {
         "period": x.period,
-        "cohorts": [{"start": _day(c.start), "users": c.users, "active": list(c.active)}
+        "cohorts": [{"start": day_iso(c.start), "users": c.users, "active": list(c.active)}
                     for c in x.cohorts],
-        "new_vs_returning": [{"date": _day(day), "new": new, "returning": returning}
+        "new_vs_returning": [{"date": day_iso(day), "new": new, "returning": returning}
                              for day, new, returning in x.new_vs_returning],
         **_freshness(computed_at_ns, max_age_s),
     }

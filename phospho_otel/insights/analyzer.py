@@ -5,10 +5,14 @@ new or changed, sessions with a new end or feedback), and for each touched sessi
 
 1. analyses each changed task — its evaluation (``evaluation.EvaluationPipeline``: user
    feedback first, then the heuristics), its events (``events.EventDetector``), the
-   sentiment and language of its input (``text``) — and re-evaluates the task before it,
-   whose "next message" has changed (its events, sentiment and language are kept);
-2. decides the session's state and end reason (``endings.decide_session``), evaluates it
-   when it has ended (``evaluation.evaluate_session``) and adds its session-scope events;
+   sentiment and language of its input (``text``), its tokens and cost (``usage``, from
+   its stored trace: the traces of a pass's tasks are read together, at most
+   ``USAGE_SPANS_PER_READ`` spans at a time) — and re-evaluates the task before it, whose
+   "next message" has changed (its events, sentiment and language are kept, its usage
+   read again);
+2. decides the session's state, end reason and usage (``endings.decide_session``),
+   evaluates it when it has ended (``evaluation.evaluate_session``) and adds its
+   session-scope events;
 3. writes all of it, with the work it completes, in one transaction
    (``AnalysisStore.write_analysis``): after a crash it resumes where its last commit
    left off, so nothing is analysed twice and nothing is skipped.
@@ -17,8 +21,8 @@ Each pass also ends the sessions idle for the inactivity timeout, asks the LLM j
 the LLM-question events (only when ``InsightsConfig.judge`` is configured) about the tasks
 still waiting for them, posts the webhooks of new events, and, when something changed,
 re-decides every user's classes (``classes.classify_users``) over the store's
-``user_facts``: at most every ``classify_every_s`` under load, every
-``CAUGHT_UP_CLASSIFY_S`` once caught up.
+``user_facts`` (which also sum each user's usage, stored with the classes): at most every
+``classify_every_s`` under load, every ``CAUGHT_UP_CLASSIFY_S`` once caught up.
 
 ``reanalyze(from_ns, to_ns)`` runs steps 1-3 over every task started in a range (after
 the rules changed: ``phospho-otel reevaluate``).
@@ -42,11 +46,13 @@ from phospho_otel.insights.evaluation import EvaluationPipeline, evaluate_sessio
 from phospho_otel.insights.events import EventDetector, llm_event_messages, parse_llm_event_answer
 from phospho_otel.insights.llm import JUDGE_SOURCE, LLMClient, LLMJudge
 from phospho_otel.insights.textual import TextAnalysis, analyze_text
+from phospho_otel.insights.usage import task_usage
 from phospho_otel.insights.webhooks import WebhookSender, event_payload
 from phospho_otel.model.analysis import (
     DetectedEvent,
     SessionAnalysis,
     TaskAnalysis,
+    Usage,
     UserAnalysis,
 )
 from phospho_otel.model.records import SessionEventRecord, TaskRecord
@@ -73,6 +79,9 @@ SESSION_TASKS = 10_000
 _USER_FEEDBACK = "user_feedback"
 CAUGHT_UP_CLASSIFY_S = 5.0
 """Once caught up, the classes are decided again at most this often (seconds)."""
+USAGE_SPANS_PER_READ = 50_000
+"""The traces a pass reads for its tasks' usage are loaded at most about this many spans
+at a time (``TraceReader.get_traces``' ``max_total_spans``)."""
 
 
 @dataclass
@@ -301,6 +310,7 @@ class Analyzer:
                  if u.rows[i].task.task_id in changed or u.rows[i].task.task_id not in u.known]
         text_of = {(id(u), i): analyze_text(self.detector, _context(u.rows, i))
                    for u, i in fresh}
+        usage_of = _usages(reader, [u.rows[i].task for u in units for i in u.redo])
         out_tasks: list[TaskAnalysis] = []
         out_sessions: list[SessionAnalysis] = []
         fresh_events: list[TaskAnalysis] = []
@@ -315,7 +325,8 @@ class Analyzer:
                 if text is None:  # text unchanged: its events, sentiment, language stand
                     assert old is not None
                     text = TextAnalysis(old.events, old.sentiment, old.language)
-                analysis = self._task(_context(u.rows, i, text.events), text, old, now)
+                analysis = self._task(_context(u.rows, i, text.events), text, old, now,
+                                      usage_of.get(r.task.task_id))
                 analyses.append(analysis)
                 self._note_new_events(analysis, old, fresh_events)
             if u.session_id is not None:
@@ -326,7 +337,7 @@ class Analyzer:
                     a = analyses[last]
                     ctx = _context(u.rows, last, a.events, session_ended=True)
                     analyses[last] = self._task(
-                        ctx, TextAnalysis(a.events, a.sentiment, a.language), a, now)
+                        ctx, TextAnalysis(a.events, a.sentiment, a.language), a, now, a.usage)
                     u.redo.add(last)
                     session = self._session(u, analyses, now)
                 out_sessions.append(session)
@@ -334,9 +345,9 @@ class Analyzer:
         return out_tasks, out_sessions, fresh_events
 
     def _task(self, ctx: TaskContext, text: TextAnalysis, old: TaskAnalysis | None,
-              now: int) -> TaskAnalysis:
-        """A task's analysis from its context and its text's analysis; a verdict the LLM
-        judge gave before stands (unless feedback or a fact overrides it)."""
+              now: int, usage: Usage | None) -> TaskAnalysis:
+        """A task's analysis from its context, its text's analysis and its usage; a verdict
+        the LLM judge gave before stands (unless feedback or a fact overrides it)."""
         judged = old is not None and old.evaluation.source == JUDGE_SOURCE
         evaluation = self.pipeline.evaluate(
             ctx, judge=old.evaluation if judged and old is not None else None)
@@ -344,7 +355,7 @@ class Analyzer:
         pending = self._llm is not None and evaluation.source != _USER_FEEDBACK and not judged
         return TaskAnalysis(task.task_id, task.session_id, task.user_id, task.start_ns,
                             ctx.position, evaluation, text.events, text.sentiment,
-                            text.language, now, pending)
+                            text.language, now, pending, usage)
 
     @staticmethod
     def _note_new_events(analysis: TaskAnalysis, old: TaskAnalysis | None,
@@ -460,10 +471,36 @@ class Analyzer:
             facts = reader.user_facts(window_from)
         classes = classify_users(facts, reference, settings)
         users = [UserAnalysis(f.user_id, classes.get(f.user_id, ()), f.event_counts,
-                              f.evaluated_count - f.failure_count, f.failure_count, now)
+                              f.evaluated_count - f.failure_count, f.failure_count, now,
+                              f.usage)
                  for f in facts]
         self._writer.write_analysis(AnalysisUpdate(users=users))
         self.stats.classifications += 1
+
+
+def _usages(reader: StoreReader, tasks: Iterable[TaskRecord]) -> dict[str, Usage]:
+    """The usage of each of ``tasks`` that reports any (``usage.task_usage``), by task id,
+    from their traces read in as few ``get_traces`` calls as ``USAGE_SPANS_PER_READ``
+    allows (one, unless the traces are large)."""
+    spans_of: dict[bytes, list[tuple[str, bytes]]] = {}
+    for task in tasks:
+        spans_of.setdefault(task.trace_id, []).append((task.task_id, task.span_id))
+    trace_ids = list(spans_of)
+    out: dict[str, Usage] = {}
+    start = 0
+    while start < len(trace_ids):
+        traces = reader.get_traces(trace_ids[start:], max_total_spans=USAGE_SPANS_PER_READ)
+        if not traces:
+            break  # none of the rest is stored
+        for trace in traces:
+            for task_id, span_id in spans_of[trace.trace_id]:
+                usage = task_usage(trace, span_id)
+                if usage.known:
+                    out[task_id] = usage
+        if sum(len(t.spans) for t in traces) < USAGE_SPANS_PER_READ:
+            break  # not cut by the bound: every stored trace of the rest was loaded
+        start = trace_ids.index(traces[-1].trace_id, start) + 1
+    return out
 
 
 def _latest_feedback(events: Sequence[SessionEventRecord]) -> SessionEventRecord | None:

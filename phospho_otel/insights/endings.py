@@ -42,6 +42,9 @@ comes first, it decides between 3 and 4 over the last task's evaluation. ``end_e
 says why in sentences citing the tasks (their place in the session, a short quote of the
 input, the evaluation's source and reason, the event names), then how the session ended.
 
+**Usage** (``usage``): the tasks' usages summed (``usage.sum_usage``: each figure over
+the tasks that report it; None when no task reports any).
+
 **Active duration** (``active_duration_ns``): the union of the tasks' ``[start, end]``
 intervals (overlapping tasks count once) plus the gaps between them, each capped at
 ``SessionSettings.idle_gap_s``: the time the user was plausibly there, beside the
@@ -56,6 +59,7 @@ from datetime import datetime, timezone
 
 from phospho_otel.insights.config import SessionSettings
 from phospho_otel.insights.evaluation import ATTACK_EVENTS
+from phospho_otel.insights.usage import sum_usage
 from phospho_otel.model.analysis import DetectedEvent, SessionAnalysis, TaskAnalysis
 from phospho_otel.model.records import SessionEventRecord, TaskRecord
 
@@ -109,7 +113,8 @@ def decide_session(session_id: str, user_id: str | None,
     task not analysed yet: no evaluation, no events), in any order; ``session_events`` its
     ends and feedback, in any order; ``session_scope_events`` the events detected over the
     session as a whole (counted in ``event_counts`` only). ``evaluation`` is left None for
-    the caller to fill when the session is ended; ``analyzed_ns`` is ``now_ns``."""
+    the caller to fill when the session is ended; ``analyzed_ns`` is ``now_ns``; ``usage``
+    sums the tasks' analyses' usages."""
     ordered = sorted(tasks, key=lambda pair: (pair[0].start_ns, pair[0].task_id))
     records = [record for record, _ in ordered]
     counts: Counter[str] = Counter(e.name for e in session_scope_events)
@@ -118,6 +123,7 @@ def decide_session(session_id: str, user_id: str | None,
             counts.update(e.name for e in analysis.events)
     event_counts = {name: counts[name] for name in sorted(counts)}
     active_ns = active_duration_ns(records, round(settings.idle_gap_s * 1e9))
+    usage = sum_usage(analysis.usage for _, analysis in ordered if analysis is not None)
 
     last_start = records[-1].start_ns if records else None
     ends = sorted(e.time_ns for e in session_events if e.kind == "end"
@@ -137,7 +143,7 @@ def decide_session(session_id: str, user_id: str | None,
         return SessionAnalysis(session_id=session_id, user_id=user_id, state="active",
                                ended_ns=None, end_reason=None, end_evidence=(),
                                active_duration_ns=active_ns, evaluation=None,
-                               event_counts=event_counts, analyzed_ns=now_ns)
+                               event_counts=event_counts, analyzed_ns=now_ns, usage=usage)
     feedback = max((e for e in session_events if e.kind == "feedback" and e.flag),
                    key=lambda e: e.time_ns, default=None)
     reason, evidence = _end_reason(ordered, feedback, explicit_end is not None,
@@ -145,7 +151,8 @@ def decide_session(session_id: str, user_id: str | None,
     return SessionAnalysis(session_id=session_id, user_id=user_id, state="ended",
                            ended_ns=ended_ns, end_reason=reason,
                            end_evidence=(*evidence, how), active_duration_ns=active_ns,
-                           evaluation=None, event_counts=event_counts, analyzed_ns=now_ns)
+                           evaluation=None, event_counts=event_counts, analyzed_ns=now_ns,
+                           usage=usage)
 
 
 def _end_reason(ordered: Sequence[tuple[TaskRecord, TaskAnalysis | None]],

@@ -50,6 +50,9 @@ class SessionInsights:
     error_count: int
     length_histogram: list[tuple[int, int]]
     """``(task_count, sessions)``, ascending."""
+    duration_histogram: list[tuple[int, int, int]]
+    """``(min ns, max ns, sessions)`` per power-of-two-seconds bucket with sessions
+    (``DURATION_EDGES_NS``), ascending."""
     sessions_per_day: list[tuple[int, int]]
     """``(day since the epoch, sessions)`` for each UTC day with sessions, ascending."""
     endings: list[EndingGroup]
@@ -95,6 +98,19 @@ def _endings(reader: InsightReader, where: SessionFilter, top_inputs: int) -> li
     return groups
 
 
+DURATION_EDGES_NS = (0, *((1 << k) * 1_000_000_000 for k in range(1, 23)))
+"""Session duration buckets: under 2 s, then [2^k, 2^(k+1)) seconds up to 2^22 s (48
+days), then longer; the same as the active-duration histogram's."""
+
+
+def _duration_histogram(reader: InsightReader,
+                        where: SessionFilter) -> list[tuple[int, int, int]]:
+    counts = reader.session_duration_counts(where, DURATION_EDGES_NS)
+    highs = [*DURATION_EDGES_NS[1:], 2 * DURATION_EDGES_NS[-1]]
+    return [(lo, hi - 1, n)
+            for lo, hi, n in zip(DURATION_EDGES_NS, highs, counts, strict=True) if n]
+
+
 def session_insights(reader: InsightReader, *, where: SessionFilter | None = None,
                      top_inputs: int = 5) -> SessionInsights:
     """Figures over the sessions started in the filter's range (of its user): count,
@@ -114,6 +130,7 @@ def session_insights(reader: InsightReader, *, where: SessionFilter | None = Non
         failure_count=totals.failure_count,
         error_count=totals.error_count,
         length_histogram=reader.session_lengths(where),
+        duration_histogram=_duration_histogram(reader, where),
         sessions_per_day=reader.sessions_per_day(where),
         endings=_endings(reader, where, top_inputs),
     )

@@ -23,6 +23,7 @@ __all__ = [
     "Sentiment",
     "SessionAnalysis",
     "TaskAnalysis",
+    "Usage",
     "UserAnalysis",
     "UserClass",
 ]
@@ -73,6 +74,22 @@ class Sentiment(NamedTuple):
     """One of ``SENTIMENT_LABELS``."""
 
 
+class Usage(NamedTuple):
+    """What the LLM calls of a task (or of a session's or a user's tasks, summed) used, as
+    their spans report it (``insights.usage``); each figure None when no span reports it."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: float | None
+    """In the app's currency (usually USD), as reported by the instrumentation."""
+
+    @property
+    def known(self) -> bool:
+        """True when any figure is reported."""
+        return self.input_tokens is not None or self.output_tokens is not None \
+            or self.cost is not None
+
+
 class TaskAnalysis(NamedTuple):
     """What the analyzer concluded about one task."""
 
@@ -91,6 +108,9 @@ class TaskAnalysis(NamedTuple):
     analyzed_ns: int
     judge_pending: bool = False
     """True while an LLM judge (configured) has yet to give its verdict."""
+    usage: Usage | None = None
+    """Tokens and cost of its LLM calls, from the spans of its trace; None when none
+    reported any."""
 
 
 class SessionAnalysis(NamedTuple):
@@ -112,6 +132,8 @@ class SessionAnalysis(NamedTuple):
     event_counts: Mapping[str, int]
     """Detected events over its tasks and the session scope, by name."""
     analyzed_ns: int
+    usage: Usage | None = None
+    """Its tasks' usages summed (None when no task reported any)."""
 
 
 class UserClass(NamedTuple):
@@ -132,3 +154,5 @@ class UserAnalysis(NamedTuple):
     """Tasks evaluated ``success`` (feedback first, then the evaluators)."""
     failure_count: int
     analyzed_ns: int
+    usage: Usage | None = None
+    """The usages of all the user's tasks summed (None when no task reported any)."""

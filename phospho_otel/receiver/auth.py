@@ -2,8 +2,9 @@
 
 ``BearerToken(token).check(header_value)`` raises ``errors.Unauthorized`` unless the
 value is ``Bearer <token>`` (the scheme in any case, RFC 7235 §2.1; the token compared
-exactly, in constant time). ``BearerAuthMiddleware`` applies it to an ASGI app (every path
-but ``OPEN_PATHS``); the gRPC receiver applies it to the ``authorization`` metadata.
+exactly, in constant time). The HTTP app applies it to every path but ``OPEN_PATHS``
+(``dashboard.auth.TokenAuthMiddleware``, which also takes the dashboard's login cookie);
+the gRPC receiver applies it to the ``authorization`` metadata.
 
 ``LoopbackHostMiddleware`` is for a server open (no token) on a loopback address: it
 answers only requests whose ``Host`` is a loopback name (``localhost``, ``127.0.0.1``,
@@ -25,7 +26,6 @@ from phospho_otel.errors import ServerError, Unauthorized
 
 __all__ = [
     "OPEN_PATHS",
-    "BearerAuthMiddleware",
     "BearerToken",
     "LoopbackHostMiddleware",
     "MisdirectedRequest",
@@ -58,34 +58,6 @@ class BearerToken:
             raise Unauthorized("the Authorization header must be Bearer <token>")
         if not hmac.compare_digest(credentials.lstrip(b" "), self._expected):
             raise Unauthorized("invalid bearer token")
-
-
-class BearerAuthMiddleware:
-    """ASGI middleware: ``token.check`` on every HTTP request but ``OPEN_PATHS``; a
-    refusal is answered by ``render(Unauthorized)`` (the app's JSON error body)."""
-
-    def __init__(self, app: ASGIApp, token: BearerToken,
-                 render: Callable[[Unauthorized], Response]) -> None:
-        self.app = app
-        self.token = token
-        self.render = render
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
-        given = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                given = value
-                break
-        try:
-            self.token.check(given)
-        except Unauthorized as exc:
-            response = self.render(exc)
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
 
 
 class MisdirectedRequest(ServerError):

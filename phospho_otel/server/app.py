@@ -7,9 +7,11 @@ Routes::
     GET  /api/...                   session, user, task and insight views (api.routes)
     GET  /api/openapi.json          the OpenAPI description of /api
     GET  <jaeger_prefix>/api/...    Jaeger-compatible query API (api.jaeger)
+    GET  /, /insights, /sessions... the web dashboard (dashboard.routes)
 
-With ``settings.token`` set, everything but ``/healthz`` requires
-``Authorization: Bearer <token>`` and answers 401 (JSON) otherwise (``receiver.auth``).
+With ``settings.token`` set, everything but ``/healthz``, ``/login`` and ``/static``
+requires ``Authorization: Bearer <token>`` or the dashboard's login cookie, and answers
+401 (JSON) otherwise, or for a page a redirect to ``/login`` (``dashboard.auth``).
 Without a token on a loopback address, everything but ``/healthz`` answers only requests
 whose ``Host`` is a loopback name, and 421 (JSON) to others (DNS rebinding).
 """
@@ -24,17 +26,14 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from phospho_otel.aggregator.ingest import Ingestor
 from phospho_otel.api.errors import exception_handlers, render_error
+from phospho_otel.api.feedback import feedback_routes
 from phospho_otel.api.jaeger import jaeger_routes
 from phospho_otel.api.routes import api_routes
 from phospho_otel.api.views import ViewContext
+from phospho_otel.dashboard import TokenAuthMiddleware, dashboard_routes
 from phospho_otel.insights import InsightsCache
 from phospho_otel.insights.config import InsightsConfig
-from phospho_otel.receiver.auth import (
-    BearerAuthMiddleware,
-    BearerToken,
-    LoopbackHostMiddleware,
-    is_loopback,
-)
+from phospho_otel.receiver.auth import LoopbackHostMiddleware, is_loopback
 from phospho_otel.receiver.budget import ByteBudget
 from phospho_otel.receiver.http import OTLPPathMiddleware, otlp_traces_endpoint
 from phospho_otel.server.settings import ServerSettings
@@ -62,12 +61,14 @@ def create_app(store: Store, ingestor: Ingestor, settings: ServerSettings, *,
         Route("/v1/traces", otlp_traces_endpoint(ingestor, settings.max_body_bytes,
                                                  budget=budget),
               methods=["POST"]),
+        *feedback_routes(ingestor, store),  # POST /api/{tasks,sessions}/{id}/feedback
         *api_routes(views),
         Mount(settings.jaeger_prefix, routes=jaeger_routes(store)),
+        *dashboard_routes(views, ingestor, settings.token),
     ]
     middleware = [Middleware(OTLPPathMiddleware)]  # //v1/traces is /v1/traces
     if settings.token:
-        middleware.append(Middleware(BearerAuthMiddleware, token=BearerToken(settings.token),
+        middleware.append(Middleware(TokenAuthMiddleware, token=settings.token,
                                      render=render_error))
     elif is_loopback(settings.host):
         middleware.append(Middleware(LoopbackHostMiddleware, bound=settings.host,

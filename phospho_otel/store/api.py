@@ -32,7 +32,7 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from phospho_otel.model.analysis import SessionAnalysis, TaskAnalysis, UserAnalysis
+from phospho_otel.model.analysis import SessionAnalysis, TaskAnalysis, Usage, UserAnalysis
 from phospho_otel.model.records import (
     Extraction,
     SessionEventRecord,
@@ -46,8 +46,11 @@ __all__ = [
     "DEFAULT_MAX_CANDIDATES",
     "MAX_SPANS_PER_SEARCH",
     "MAX_SPANS_PER_TRACE",
+    "METADATA_KEY_FORBIDDEN",
+    "METADATA_TEXT",
     "SESSION_SORTS",
     "SESSION_TAG",
+    "TASK_FLAGS",
     "TASK_SORTS",
     "USER_SORTS",
     "USER_TAG",
@@ -129,6 +132,15 @@ USER_SORTS = ("last_seen", "first_seen", "task_count", "session_count", "user_id
 """Sort keys of the user list."""
 TASK_SORTS = ("start_time",)
 """Sort keys of the task list."""
+TASK_FLAGS = ("success", "failure", "none")
+"""Values of ``TaskFilter.flag`` (``none``: no feedback)."""
+METADATA_TEXT = (
+    "a metadata value's text is the string itself for a JSON string, else its JSON text"
+    " (3, 1.5, true, false, null): metadata.version=1.0.0 matches \"1.0.0\","
+    " metadata.tokens=3 matches 3 and \"3\", metadata.beta=true matches true")
+"""The comparison rule of ``TaskFilter.metadata``, as documented to API users."""
+METADATA_KEY_FORBIDDEN = frozenset('"\\') | frozenset(chr(c) for c in range(32))
+"""Characters a metadata filter key cannot hold (they cannot be named in a JSON path)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +168,12 @@ class SessionFilter:
     user_id: str | None = None
     state: str | None = None
     end_reason: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    """Only sessions with a task matching every ``(key, value)`` (``TaskFilter.metadata``)."""
+    evaluation: str | None = None
+    """Only sessions with this session evaluation label (``EVALUATION_LABELS``)."""
+    event: str | None = None
+    """Only sessions where this event was detected (in a task or the whole session)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,12 +186,15 @@ class UserFilter:
     user_id: str | None = None
     user_class: str | None = None
     """Only users in this class (``model.analysis.USER_CLASSES``)."""
+    metadata: tuple[tuple[str, str], ...] = ()
+    """Only users with a task matching every ``(key, value)`` (``TaskFilter.metadata``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class TaskFilter:
     """Tasks started in ``[from_ns, to_ns)``, optionally of one user and/or session, with
-    one detected event and/or one evaluation label."""
+    one detected event and/or one evaluation label, metadata values, a text in their input
+    or output, a feedback flag."""
 
     from_ns: int | None = None
     to_ns: int | None = None
@@ -181,6 +202,15 @@ class TaskFilter:
     session_id: str | None = None
     event: str | None = None
     evaluation: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    """``(key, value)`` pairs, all required: the task's metadata object has ``key`` and its
+    value's text is ``value`` (``METADATA_TEXT``). Keys are checked by the API
+    (``METADATA_KEY_FORBIDDEN``)."""
+    text: str | None = None
+    """A substring of the input or the output, ASCII letters compared case-insensitively
+    (other characters exactly)."""
+    flag: str | None = None
+    """The latest feedback flag: ``success``, ``failure``, or ``none`` (no feedback)."""
 
 
 class TaskRow(NamedTuple):
@@ -205,11 +235,18 @@ class UserRow(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Listing(Generic[T]):
     """One page of a list; ``next_cursor`` is None on the last page, ``total`` None when
-    not asked for."""
+    not asked for, or not counted: a filter no index answers (metadata, text, flag) over
+    more rows than the backend searches per page (see ``searched_to``)."""
 
     items: list[T]
     total: int | None
     next_cursor: tuple[Any, str] | None
+    searched_to: Any = None
+    """Set when a filter no index answers (metadata, text, flag) stopped the search
+    before the end of the list: the sort value it searched down to (up to, ascending).
+    The page then holds the matches found that far, possibly none, and ``next_cursor``
+    goes on from there. A backend bounds each page's search this way so that a rare
+    match cannot make one request scan the whole store."""
 
 
 class ViewReader(Protocol):
@@ -242,6 +279,11 @@ class ViewReader(Protocol):
 
     def user_tasks(self, user_id: str, limit: int) -> list[TaskRow]:
         """A user's latest tasks, newest first (by start, then id)."""
+        ...
+
+    def user_activity(self, user_id: str) -> list[tuple[int, int]]:
+        """``(UTC day since the epoch, tasks started)`` of each day the user had a task,
+        ascending."""
         ...
 
     def list_tasks(self, where: TaskFilter, page: Page, *,
@@ -301,6 +343,12 @@ class InsightReader(Protocol):
     def session_durations_at(self, where: SessionFilter, ranks: Sequence[int]) -> list[int]:
         """The session durations (ns) at these 0-based ranks of the ascending order
         (ranks past the end are left out)."""
+        ...
+
+    def session_duration_counts(self, where: SessionFilter,
+                                edges_ns: Sequence[int]) -> list[int]:
+        """How many sessions last ``[edges_ns[i], edges_ns[i + 1])`` nanoseconds, for each
+        ``i`` (the last: ``edges_ns[-1]`` or more); ``edges_ns`` ascending from 0."""
         ...
 
     def sessions_per_day(self, where: SessionFilter) -> list[tuple[int, int]]:
@@ -365,6 +413,9 @@ class UserFacts(NamedTuple):
     (``heuristic:rephrase``)."""
     event_counts: Mapping[str, int]
     """Detected events over the user's tasks, by name."""
+    usage: Usage | None = None
+    """The analysed usages of all the user's tasks summed, figure by figure (None where no
+    task reports it; None altogether when none reports any)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,8 +470,9 @@ class AnalysisReader(Protocol):
         """``(user_id, UTC day since the epoch)`` of every day each user had a task."""
         ...
 
-    def event_counts(self) -> dict[str, int]:
-        """Tasks with each detected event, by event name."""
+    def event_days(self) -> list[tuple[str, int, int]]:
+        """``(event name, UTC day since the epoch, tasks)`` for each day a task with the
+        event started, by name then day."""
         ...
 
     def end_reasons(self, where: SessionFilter, examples: int) -> list[tuple[str, int, list[str]]]:

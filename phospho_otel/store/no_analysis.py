@@ -64,8 +64,8 @@ class NoAnalysis:
     def user_days(self) -> list[tuple[str, int]]:
         return []
 
-    def event_counts(self) -> dict[str, int]:
-        return {}
+    def event_days(self) -> list[tuple[str, int, int]]:
+        return []
 
     def end_reasons(self, where: SessionFilter,
                     examples: int) -> list[tuple[str, int, list[str]]]:

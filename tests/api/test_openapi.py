@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from phospho_otel.api import serialize
+from phospho_otel.api.feedback import FEEDBACK_PATHS
 from phospho_otel.api.openapi import openapi_document
 from phospho_otel.api.params import Param
 from phospho_otel.api.views import VIEWS, View
@@ -50,9 +51,10 @@ def resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-MAY_BE_EMPTY = {"events", "end_evidence", "classes", "examples", "reasons"}
-"""Arrays a scripted item may hold nothing in (a task with no event, a user in no class);
-each is filled in some item of the data set, which ``test_field_tables`` sees."""
+MAY_BE_EMPTY = {"events", "end_evidence", "classes", "examples", "reasons", "per_day"}
+"""Arrays a scripted item may hold nothing in (a task with no event, a user in no class,
+an event no task has); each is filled in some item of the data set, which
+``test_field_tables`` sees."""
 
 
 def check_shape(doc: dict[str, Any], schema: dict[str, Any], value: Any, where: str) -> int:
@@ -96,10 +98,13 @@ class TestOpenAPI:
         assert sort["schema"]["enum"] == list(SESSION_SORTS)
 
     def test_served_document_is_generated(self, client: httpx.Client) -> None:
-        """The server answers openapi_document(), and only GET routes of VIEWS."""
+        """The server answers openapi_document(): the GET routes of VIEWS, then the POST
+        feedback routes (api.feedback)."""
         doc = client.get("/api/openapi.json").json()
         assert doc == openapi_document()
-        assert list(doc["paths"]) == [v.path for v in VIEWS]
+        assert list(doc["paths"]) == [v.path for v in VIEWS] + list(FEEDBACK_PATHS.values())
+        for path in FEEDBACK_PATHS.values():
+            assert list(doc["paths"][path]) == ["post"], path
         for v in VIEWS:
             assert list(doc["paths"][v.path]) == ["get"], v.path
             op = doc["paths"][v.path]["get"]
@@ -128,11 +133,13 @@ class TestParameters:
         """Every parameter, in order, with its place, ranges, default and choices."""
         doc = openapi_document()
         params = doc["paths"][view.path]["get"]["parameters"]
-        assert [p["name"] for p in params] == [p.name for p in view.params]
+        assert [p["name"] for p in params] == [p.shown_name for p in view.params]
         for p, documented in zip(view.params, params, strict=True):
+            prefix = {"x-prefix": f"{p.name}."} if p.prefix else {}
             assert documented == {
-                "name": p.name, "in": p.location, "description": p.description,
-                "required": p.location == "path", "schema": expected_schema(p)}, p.name
+                "name": p.shown_name, "in": p.location, "description": p.description,
+                "required": p.location == "path", "schema": expected_schema(p),
+                **prefix}, p.name
             if p.location == "path":
                 assert "{" + p.name + "}" in view.path
         assert {p.name for p in view.params if p.location == "path"} == {
@@ -208,7 +215,8 @@ class TestResponses:
         assert list(user) == list(serialize.USER_FIELDS)
         assert list(task) == list(serialize.TASK_FIELDS)
         assert keys("/api/sessions/s1") == [*serialize.SESSION_FIELDS, "feedback", "tasks"]
-        assert keys("/api/users/alice") == [*serialize.USER_FIELDS, "sessions", "tasks"]
+        assert keys("/api/users/alice") == [*serialize.USER_FIELDS, "sessions", "tasks",
+                                             "tasks_per_day"]
         assert keys("/api/tasks/a1") == list(serialize.TASK_FIELDS)
         assert keys("/api/insights/sessions") == list(serialize.SESSION_INSIGHTS_FIELDS)
         assert keys("/api/insights/users") == list(serialize.USER_INSIGHTS_FIELDS)

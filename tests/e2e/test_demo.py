@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 from phospho_otel.store import open_store
 from phospho_otel.store.api import Page, TaskFilter, UserFilter
@@ -18,15 +22,34 @@ import chat_app  # noqa: E402
 
 class TestDemo:
     def test_demo_end_to_end(self, tmp_path: Path) -> None:
-        """The demo exits 0, waits for every task, prints the views; the store agrees with
-        the example app's plan."""
-        result = subprocess.run(
+        """The demo waits for every task, prints the views, then serves the dashboard
+        until Ctrl-C and exits 0; the store agrees with the example app's plan."""
+        process = subprocess.Popen(
             [sys.executable, str(ROOT / "tools" / "demo.py"), "--workdir", str(tmp_path),
              "--users", "6", "--sessions", "15", "--seed", "3"],
-            capture_output=True, text=True, timeout=240, cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
         )
-        assert result.returncode == 0, result.stdout + result.stderr
-        out = result.stdout
+        try:
+            assert process.stdout is not None
+            lines: list[str] = []
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                line = process.stdout.readline()
+                if not line:
+                    break
+                lines.append(line)
+                if line.startswith("dashboard: "):
+                    break
+            out = "".join(lines)
+            found = re.search(r"^dashboard: (http://\S+/) ", out, re.M)
+            assert found, out
+            page = httpx.get(found.group(1) + "sessions", timeout=30)
+            assert page.status_code == 200
+            assert 'data-list="sessions"' in page.text
+        finally:
+            process.send_signal(signal.SIGINT)
+            rest, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, out + rest + stderr
         expected = chat_app.summary(chat_app.plan(6, 15, 3))
         assert f"all in: {expected['tasks']} tasks, 15 sessions" in out
         assert "$ phospho-otel sessions --url" in out

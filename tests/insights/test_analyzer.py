@@ -118,6 +118,11 @@ def test_tasks_sessions_and_users_are_analysed(store: Store) -> None:
     assert with_event.total == 1
     assert {t.task.task_id for t in failures.items} >= {"b1", "b2", "d1"}
     assert [u.rollup.user_id for u in abusive.items] == ["u3"]
+    with store.read() as r:
+        days = r.event_days()
+    day = T0 // (86_400 * S)
+    assert ("prompt_injection", day, 1) in days and ("thanks", day, 1) in days
+    assert [(n, d) for n, d, _ in days] == sorted((n, d) for n, d, _ in days)
 
 
 def test_restart_resumes_without_doing_anything_twice(store: Store) -> None:

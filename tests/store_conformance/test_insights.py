@@ -65,6 +65,23 @@ class TestSessionPrimitives:
             assert r.session_durations_at(SessionFilter(user_id="bob"), [0, 1]) == [4 * SEC]
             assert r.session_durations_at(SessionFilter(to_ns=iso_ns("2026-01-01")), [0]) == []
 
+    def test_duration_counts(self, filled: Store) -> None:
+        """Durations 4, 30 and 310 s counted in the buckets that hold them, the last
+        bucket open-ended; the insights' histogram keeps the non-empty buckets."""
+        with filled.read() as r:
+            edges = [0, 5 * SEC, 60 * SEC, 300 * SEC]
+            assert r.session_duration_counts(SessionFilter(), edges) == [1, 1, 0, 1]
+            assert r.session_duration_counts(SessionFilter(user_id="alice"), edges) == [
+                0, 1, 0, 1]
+            assert r.session_duration_counts(SessionFilter(user_id="alice"),
+                                             [0, 30 * SEC, 31 * SEC]) == [0, 1, 1]
+            assert r.session_duration_counts(SessionFilter(from_ns=iso_ns("2030-01-01")),
+                                             edges) == [0, 0, 0, 0]
+            figures = session_insights(r)
+        assert figures.duration_histogram == [(4 * SEC, 8 * SEC - 1, 1),
+                                              (16 * SEC, 32 * SEC - 1, 1),
+                                              (256 * SEC, 512 * SEC - 1, 1)]
+
     def test_per_day_and_endings(self, filled: Store) -> None:
         """One session on 2026-01-10, two on the 11th; each session ended by its last
         task's (flag, status, input)."""

@@ -225,6 +225,15 @@ class TestUsers:
                 carol.avg_session_duration_ns, carol.avg_tasks_per_session) == (
             1, 0, None, None)
 
+    def test_activity(self, filled: Store) -> None:
+        """Tasks per UTC day: alice's three on 2026-01-10 and one on the 11th."""
+        day = 86_400 * SEC
+        with filled.read() as r:
+            assert r.user_activity("alice") == [(iso_ns("2026-01-10") // day, 3),
+                                                 (iso_ns("2026-01-11") // day, 1)]
+            assert r.user_activity("bob") == [(iso_ns("2026-01-11") // day, 2)]
+            assert r.user_activity("nobody") == []
+
     def test_range_and_sorts(self, filled: Store) -> None:
         """The time range keeps users active in it; every sort key orders."""
         with filled.read() as r:

@@ -62,6 +62,18 @@ class ClickHouseInsights(ClickHouseViews):
             f" ORDER BY d LIMIT {int(lo)}, {int(hi - lo + 1)}", params)]
         return [values[r - lo] for r in ranks if r - lo < len(values)]
 
+    def session_duration_counts(self, where: SessionFilter,
+                                edges_ns: Sequence[int]) -> list[int]:
+        conditions, params = session_conditions(where)
+        bounds = [*edges_ns[1:], None]
+        counts = ", ".join(f"countIf(d >= {int(lo)}" + (f" AND d < {int(hi)})"
+                                                         if hi is not None else ")")
+                           for lo, hi in zip(edges_ns, bounds, strict=True))
+        ((*row,),) = self._rows(
+            f"SELECT {counts} FROM (SELECT end_ns - start_ns AS d FROM ({self.sessions()})"
+            f"{clause(conditions)})", params)
+        return [int(n) for n in row]
+
     def sessions_per_day(self, where: SessionFilter) -> list[tuple[int, int]]:
         conditions, params = session_conditions(where)
         day = (f"intDiv(start_ns, {NS_PER_DAY}) - if(modulo(start_ns, {NS_PER_DAY}) < 0, 1, 0)")

@@ -18,6 +18,7 @@ from phospho_otel.errors import BadRequest
 from phospho_otel.model.records import TaskFeedback, TaskRecord
 from phospho_otel.model.rollup import SessionRollup, UserRollup
 from phospho_otel.store.api import (
+    METADATA_KEY_FORBIDDEN,
     SESSION_SORTS,
     TASK_SORTS,
     USER_SORTS,
@@ -37,7 +38,8 @@ from phospho_otel.store.clickhouse.rollups import (
 )
 from phospho_otel.store.no_analysis import refuse_analysis_filters
 
-__all__ = ["ClickHouseViews", "session_conditions", "user_conditions", "user_row"]
+__all__ = ["ClickHouseViews", "session_conditions", "task_conditions", "user_conditions",
+           "user_row"]
 
 _SESSION_SORT_SQL = {
     "start_time": "start_ns",
@@ -88,6 +90,40 @@ def _time(column: str, from_ns: int | None, to_ns: int | None, where: list[str],
     if to_ns is not None:
         where.append(f"{column} < %(to_ns)s")
         params["to_ns"] = to_ns
+
+
+def _metadata_match(pairs: Sequence[tuple[str, str]], where: list[str],
+                    params: dict[str, Any]) -> None:
+    """Conditions on ``tasks_sql``'s ``metadata``: the object has each key with that text
+    (``store.api.METADATA_TEXT``). ClickHouse 18.16 has no JSON parser: ``visitParam*``
+    finds the key's first ``"key":`` in the text (the object is flat as extraction writes
+    it; a nested value is JSON text in a string)."""
+    for i, (key, value) in enumerate(pairs):
+        if not key or any(c in METADATA_KEY_FORBIDDEN for c in key):
+            raise BadRequest(f"metadata.{key}: not a metadata key")
+        k, v = f"meta_key_{i}", f"meta_value_{i}"
+        raw = f"replaceRegexpAll(visitParamExtractRaw(metadata, %({k})s), '^\\\\s+|\\\\s+$', '')"
+        where.append(f"visitParamHas(metadata, %({k})s) AND if(startsWith({raw}, '\"'),"
+                     f" visitParamExtractString(metadata, %({k})s), {raw}) = %({v})s")
+        params[k], params[v] = key, value
+
+
+def task_conditions(f: TaskFilter) -> tuple[list[str], dict[str, Any]]:
+    """Conditions (on ``tasks_sql``'s columns) of a task filter's metadata, text and flag;
+    the text is compared with ASCII letters case-insensitive, as on SQLite."""
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    _metadata_match(f.metadata, where, params)
+    if f.text is not None:
+        where.append("(positionCaseInsensitive(ifNull(input, ''), %(text)s) > 0"
+                     " OR positionCaseInsensitive(ifNull(output, ''), %(text)s) > 0)")
+        params["text"] = f.text
+    if f.flag == "none":
+        where.append("isNull(flag)")
+    elif f.flag is not None:
+        where.append("flag = %(flag)s")
+        params["flag"] = f.flag
+    return where, params
 
 
 def session_conditions(f: SessionFilter) -> tuple[list[str], dict[str, Any]]:
@@ -156,6 +192,17 @@ class ClickHouseViews:
             f" {self._keyed('user', user_param)}))")
         return users_sql(self.db, self.visible, self._keyed("user", user_param),
                          sessions_of_user)
+
+    def _having_task(self, column: str, pairs: Sequence[tuple[str, str]],
+                     where: list[str], params: dict[str, Any]) -> None:
+        """The condition "one of the session's / user's (``column``) tasks has these
+        metadata values"."""
+        if not pairs:
+            return
+        conditions: list[str] = [f"isNotNull({column})"]
+        _metadata_match(pairs, conditions, params)
+        where.append(f"{column} IN (SELECT assumeNotNull({column}) FROM"
+                     f" ({tasks_sql(self.db, self.visible)}) WHERE {' AND '.join(conditions)})")
 
     def _rows(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
         return list(self.client.execute(sql, params or {}))
@@ -247,6 +294,9 @@ class ClickHouseViews:
             params["session_id"] = where.session_id
             task_filter = self._keyed("session", "session_id")
         _time("start_ns", where.from_ns, where.to_ns, conditions, params)
+        on_task, more = task_conditions(where)
+        conditions += on_task
+        params.update(more)
         source = tasks_sql(self.db, self.visible, task_filter)
         rows, next_cursor = self._page(source=source, id_column="task_id", sorts=_TASK_SORT_SQL,
                                        where=conditions, params=params, page=page)
@@ -261,6 +311,14 @@ class ClickHouseViews:
         return [_task(r, i + 1, i + 1 == total)
                 for i, r in enumerate(rows) if offset <= i < offset + limit]
 
+    def user_activity(self, user_id: str) -> list[tuple[int, int]]:
+        ns_per_day = 86_400 * 1_000_000_000
+        day = f"intDiv(start_ns, {ns_per_day}) - if(modulo(start_ns, {ns_per_day}) < 0, 1, 0)"
+        return [(int(d), int(n)) for d, n in self._rows(
+            f"SELECT {day} AS day, count() FROM"
+            f" ({tasks_sql(self.db, self.visible, self._keyed('user', 'uid'))})"
+            " WHERE user_id = %(uid)s GROUP BY day ORDER BY day", {"uid": user_id})]
+
     def user_tasks(self, user_id: str, limit: int) -> list[TaskRow]:
         rows = self._rows(
             f"SELECT * FROM ({tasks_sql(self.db, self.visible, self._keyed('user', 'uid'))})"
@@ -272,6 +330,7 @@ class ClickHouseViews:
 
     def list_sessions(self, where: SessionFilter, page: Page) -> Listing[SessionRollup]:
         conditions, params = session_conditions(where)
+        self._having_task("session_id", where.metadata, conditions, params)
         source = self.sessions()
         rows, next_cursor = self._page(source=source, id_column="session_id",
                                        sorts=_SESSION_SORT_SQL, where=conditions,
@@ -298,6 +357,7 @@ class ClickHouseViews:
 
     def list_users(self, where: UserFilter, page: Page) -> Listing[UserRow]:
         conditions, params = user_conditions(where)
+        self._having_task("user_id", where.metadata, conditions, params)
         source = self.users("user_id" if where.user_id is not None else None)
         rows, next_cursor = self._page(source=source, id_column="user_id", sorts=_USER_SORT_SQL,
                                        where=conditions, params=params, page=page)

@@ -15,6 +15,11 @@ event filter), ``session_analysis``, and per user ``user_analysis`` / ``user_cla
 user-class windows) and ``position_stats`` (labels by place in the session) are kept by
 deltas from the old and new analysis of each task, so the figures over a million tasks
 are read from a few thousand rows.
+
+Usage (``USAGE_COLUMNS``: tokens and cost, NULL when not reported) is kept with each task
+and session analysis; ``user_facts`` sums it per user over ``task_analysis`` (a covering
+partial index holds the tasks that report any), and ``user_analysis`` keeps those sums as
+of the last time the classes were decided.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from phospho_otel.model.analysis import (
     Sentiment,
     SessionAnalysis,
     TaskAnalysis,
+    Usage,
     UserAnalysis,
     UserClass,
 )
@@ -43,9 +49,11 @@ __all__ = [
     "REPHRASE_SOURCE",
     "SESSION_COLUMNS",
     "TASK_COLUMNS",
+    "USAGE_COLUMNS",
     "SQLiteAnalysis",
     "dumps",
     "ids_json",
+    "usage_row",
 ]
 
 NS_PER_DAY = 86_400 * 1_000_000_000
@@ -54,12 +62,17 @@ MAX_POSITION = 20
 _BAD_ENDINGS = ("abandoned_after_failure", "abandoned_after_error", "frustrated")
 REPHRASE_SOURCE = "heuristic:rephrase"
 
+USAGE_COLUMNS = "input_tokens, output_tokens, cost"
+"""A ``model.analysis.Usage``'s columns (NULL when not reported), on each analysis table."""
 TASK_COLUMNS = ("task_id, session_id, user_id, start_ns, position, eval_label, eval_score,"
-                 " eval_source, eval_reason, events, sentiment_score, sentiment_label,"
-                 " language, analyzed_ns, judge_pending")
+                " eval_source, eval_reason, events, sentiment_score, sentiment_label,"
+                f" language, analyzed_ns, judge_pending, {USAGE_COLUMNS}")
 SESSION_COLUMNS = ("session_id, user_id, state, ended_ns, end_reason, end_evidence,"
-                    " active_duration_ns, eval_label, eval_score, eval_source, eval_reason,"
-                    " event_counts, analyzed_ns")
+                   " active_duration_ns, eval_label, eval_score, eval_source, eval_reason,"
+                   f" event_counts, analyzed_ns, {USAGE_COLUMNS}")
+_USAGE = USAGE_COLUMNS.split(", ")
+_REPORTS_USAGE = " OR ".join(f"{c} IS NOT NULL" for c in _USAGE)
+"""The condition of the partial index ``task_analysis_usage`` (schema.py), word for word."""
 dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -67,24 +80,34 @@ def ids_json(values: Iterable[str]) -> str:
     return dumps(list(values))
 
 
+def usage_row(usage: Usage | None) -> tuple[int | None, int | None, float | None]:
+    """The ``USAGE_COLUMNS`` values of ``usage`` (NULLs for None)."""
+    return (None, None, None) if usage is None else tuple(usage)  # type: ignore[return-value]
+
+
+def _usage(tokens_in: int | None, tokens_out: int | None, cost: float | None) -> Usage | None:
+    usage = Usage(tokens_in, tokens_out, cost)
+    return usage if usage.known else None
+
+
 def _task_analysis(row: Sequence[Any]) -> TaskAnalysis:
     (task_id, session_id, user_id, start_ns, position, label, score, source, reason, events,
-     s_score, s_label, language, analyzed_ns, judge_pending) = row
+     s_score, s_label, language, analyzed_ns, judge_pending, *usage) = row
     return TaskAnalysis(
         task_id, session_id, user_id, start_ns, position,
         Evaluation(label, score, source, reason),
         tuple(DetectedEvent(*e) for e in json.loads(events)),
         None if s_label is None else Sentiment(s_score, s_label),
-        language, analyzed_ns, bool(judge_pending))
+        language, analyzed_ns, bool(judge_pending), _usage(*usage))
 
 
 def _session_analysis(row: Sequence[Any]) -> SessionAnalysis:
     (session_id, user_id, state, ended_ns, end_reason, evidence, active_ns, label, score,
-     source, reason, event_counts, analyzed_ns) = row
+     source, reason, event_counts, analyzed_ns, *usage) = row
     return SessionAnalysis(
         session_id, user_id, state, ended_ns, end_reason, tuple(json.loads(evidence)),
         active_ns, None if label is None else Evaluation(label, score, source, reason),
-        json.loads(event_counts), analyzed_ns)
+        json.loads(event_counts), analyzed_ns, _usage(*usage))
 
 
 class SQLiteAnalysis:
@@ -134,11 +157,11 @@ class SQLiteAnalysis:
             user_id: UserAnalysis(
                 user_id, tuple(UserClass(label, tuple(reasons))
                                for label, reasons in json.loads(classes)),
-                events.get(user_id, {}), success, failure, analyzed_ns)
-            for user_id, classes, success, failure, analyzed_ns in self.conn.execute(
-                "SELECT user_id, classes, success_count, failure_count, analyzed_ns"
-                " FROM user_analysis WHERE user_id IN (SELECT value FROM json_each(?))",
-                (ids,))
+                events.get(user_id, {}), success, failure, analyzed_ns, _usage(*usage))
+            for user_id, classes, success, failure, analyzed_ns, *usage in self.conn.execute(
+                "SELECT user_id, classes, success_count, failure_count, analyzed_ns,"
+                f" {USAGE_COLUMNS} FROM user_analysis"
+                " WHERE user_id IN (SELECT value FROM json_each(?))", (ids,))
         }
 
     def session_events(self, session_id: str) -> list[SessionEventRecord]:
@@ -167,7 +190,8 @@ class SQLiteAnalysis:
             "SELECT u.user_id, u.first_seen_ns, u.last_seen_ns, u.task_count, u.session_count,"
             " coalesce(d.tasks, 0), coalesce(s.n, 0), coalesce(d.days, 0),"
             " coalesce(a.success_count + a.failure_count, 0), coalesce(a.failure_count, 0),"
-            " coalesce(e.ended, 0), coalesce(e.bad, 0), coalesce(a.rephrase_count, 0)"
+            " coalesce(e.ended, 0), coalesce(e.bad, 0), coalesce(a.rephrase_count, 0),"
+            " g.input_tokens, g.output_tokens, g.cost"
             " FROM users u"
             " LEFT JOIN (SELECT user_id, sum(tasks) AS tasks, count(*) AS days FROM user_days"
             "  WHERE day >= ? GROUP BY user_id) d ON d.user_id = u.user_id"
@@ -176,10 +200,15 @@ class SQLiteAnalysis:
             " LEFT JOIN user_analysis a ON a.user_id = u.user_id"
             " LEFT JOIN (SELECT user_id, sum(state = 'ended') AS ended,"
             f"  sum(end_reason IN ({bad})) AS bad FROM session_analysis"
-            "  WHERE user_id IS NOT NULL GROUP BY user_id) e ON e.user_id = u.user_id",
+            "  WHERE user_id IS NOT NULL GROUP BY user_id) e ON e.user_id = u.user_id"
+            # over the covering partial index task_analysis_usage
+            f" LEFT JOIN (SELECT user_id, {', '.join(f'sum({c}) AS {c}' for c in _USAGE)}"
+            f"  FROM task_analysis WHERE ({_REPORTS_USAGE}) AND user_id IS NOT NULL"
+            "  GROUP BY user_id) g ON g.user_id = u.user_id",
             (window_from_ns // NS_PER_DAY, window_from_ns),
         ).fetchall()
-        return [UserFacts._make((*row, events.get(row[0], {}))) for row in rows]
+        return [UserFacts._make((*row[:13], events.get(row[0], {}), _usage(*row[13:])))
+                for row in rows]
 
     def latest_activity_ns(self) -> int | None:
         row = self.conn.execute("SELECT max(last_seen_ns) FROM users").fetchone()
@@ -192,8 +221,10 @@ class SQLiteAnalysis:
         return self.conn.execute("SELECT user_id, day FROM user_days WHERE tasks > 0"
                                  " ORDER BY day").fetchall()
 
-    def event_counts(self) -> dict[str, int]:
-        return dict(self.conn.execute("SELECT name, count(*) FROM task_events GROUP BY name"))
+    def event_days(self) -> list[tuple[str, int, int]]:
+        return self.conn.execute(
+            f"SELECT name, start_ns / {NS_PER_DAY} - (start_ns % {NS_PER_DAY} < 0) AS day,"
+            " count(*) FROM task_events GROUP BY name, day ORDER BY name, day").fetchall()
 
     def _session_scope(self, where: SessionFilter) -> tuple[str, list[Any]]:
         """A condition on ``session_analysis.session_id``: the sessions of the filter."""

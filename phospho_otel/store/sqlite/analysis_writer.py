@@ -1,7 +1,8 @@
 """The SQLite backend's write path for the analyzer's results (``write_analysis``): the
 results and the work they complete in one transaction; the per-user, per-day and
 per-position counts moved by the difference between each task's old and new analysis
-(``store/sqlite/analysis.py`` says what each table holds)."""
+(``store/sqlite/analysis.py`` says what each table holds); each analysis's usage in its
+row's ``USAGE_COLUMNS``."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from phospho_otel.store.sqlite.analysis import (
     REPHRASE_SOURCE,
     SESSION_COLUMNS,
     TASK_COLUMNS,
+    USAGE_COLUMNS,
     dumps,
     ids_json,
+    usage_row,
 )
 
 __all__ = ["write_analysis"]
@@ -36,11 +39,16 @@ _ADD_USER_EVENT = _add("user_events", "user_id, name", ("count",))
 _ADD_USER_DAY = _add("user_days", "user_id, day", ("tasks",))
 _ADD_POSITION = _add("position_stats", "position", ("success", "failure", "unknown"))
 _PUT_TASK = (f"INSERT OR REPLACE INTO task_analysis ({TASK_COLUMNS})"
-             f" VALUES ({', '.join('?' * 15)})")
+             f" VALUES ({', '.join('?' * len(TASK_COLUMNS.split(',')))})")
 _PUT_SESSION = (f"INSERT INTO session_analysis ({SESSION_COLUMNS}, last_activity_ns)"
-                f" VALUES ({', '.join('?' * 14)}) ON CONFLICT(session_id) DO UPDATE SET "
+                f" VALUES ({', '.join('?' * (len(SESSION_COLUMNS.split(',')) + 1))})"
+                " ON CONFLICT(session_id) DO UPDATE SET "
                 + ", ".join(f"{c.strip()} = excluded.{c.strip()}"
                             for c in (*SESSION_COLUMNS.split(",")[1:], "last_activity_ns")))
+_USER_SETS = ", ".join(f"{c} = excluded.{c}"
+                       for c in ("classes", "analyzed_ns", *USAGE_COLUMNS.split(", ")))
+_PUT_USER = (f"INSERT INTO user_analysis (user_id, classes, analyzed_ns, {USAGE_COLUMNS})"
+             f" VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(user_id) DO UPDATE SET {_USER_SETS}")
 
 
 class _Deltas:
@@ -118,7 +126,7 @@ def _write(conn: sqlite3.Connection, update: AnalysisUpdate, now_ns: int) -> Non
                 t.task_id, t.session_id, t.user_id, t.start_ns, t.position, e.label, e.score,
                 e.source, e.reason, dumps([list(ev) for ev in t.events]),
                 None if mood is None else mood.score, None if mood is None else mood.label,
-                t.language, t.analyzed_ns, int(t.judge_pending)))
+                t.language, t.analyzed_ns, int(t.judge_pending), *usage_row(t.usage)))
             events_rows += [(name, t.start_ns, t.task_id) for name in names]
         conn.executemany("DELETE FROM task_events WHERE name = ? AND start_ns = ? AND task_id = ?",
                          gone)
@@ -142,16 +150,14 @@ def _write(conn: sqlite3.Connection, update: AnalysisUpdate, now_ns: int) -> Non
             s.active_duration_ns, None if ev is None else ev.label,
             None if ev is None else ev.score, None if ev is None else ev.source,
             None if ev is None else ev.reason,
-            dumps(dict(s.event_counts)), s.analyzed_ns, last_activity[0]))
+            dumps(dict(s.event_counts)), s.analyzed_ns, *usage_row(s.usage),
+            last_activity[0]))
     if update.users is not None:
         conn.execute("DELETE FROM user_classes")
         conn.execute("UPDATE user_analysis SET classes = '[]' WHERE classes != '[]'")
         for u in update.users:
             classes = dumps([[c.label, list(c.reasons)] for c in u.classes])
-            conn.execute(
-                "INSERT INTO user_analysis (user_id, classes, analyzed_ns) VALUES (?, ?, ?)"
-                " ON CONFLICT(user_id) DO UPDATE SET classes = excluded.classes,"
-                " analyzed_ns = excluded.analyzed_ns", (u.user_id, classes, now_ns))
+            conn.execute(_PUT_USER, (u.user_id, classes, now_ns, *usage_row(u.usage)))
             if u.classes:
                 conn.executemany("INSERT OR IGNORE INTO user_classes (label, user_id)"
                                  " VALUES (?, ?)", [(c.label, u.user_id) for c in u.classes])

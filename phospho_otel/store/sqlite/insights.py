@@ -73,6 +73,18 @@ class SQLiteInsights:
         )]
         return [values[r - lo] for r in ranks if r - lo < len(values)]
 
+    def session_duration_counts(self, where: SessionFilter,
+                                edges_ns: Sequence[int]) -> list[int]:
+        conditions, params = session_where(where)
+        bounds = [*edges_ns[1:], None]
+        sums = ", ".join(f"total(d >= {int(lo)}" + (f" AND d < {int(hi)})" if hi is not None
+                                                    else ")")
+                         for lo, hi in zip(edges_ns, bounds, strict=True))
+        row = self.conn.execute(
+            f"SELECT {sums} FROM (SELECT end_ns - start_ns AS d FROM sessions"
+            f"{_clause(conditions)})", params).fetchone()
+        return [int(n) for n in row]
+
     def sessions_per_day(self, where: SessionFilter) -> list[tuple[int, int]]:
         """A recursive query jumps from one non-empty day to the next (``min(start_ns)``
         at or after the next midnight, one index probe each) and counts each day as an

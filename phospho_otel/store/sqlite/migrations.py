@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from phospho_otel.store.sqlite import schema
 
-__all__ = ["MIGRATIONS", "migrate", "pending"]
+__all__ = ["MIGRATIONS", "USAGE_COLUMNS", "migrate", "pending"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,27 @@ def _sessions_last_flag(conn: sqlite3.Connection) -> None:
     )
 
 
+USAGE_COLUMNS = (("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"), ("cost", "REAL"))
+"""The usage columns of the analysis tables (``analysis_usage``), NULL when unknown."""
+
+
+def _analysis_usage(conn: sqlite3.Connection) -> None:
+    """``input_tokens``, ``output_tokens``, ``cost`` on ``task_analysis``,
+    ``session_analysis`` and ``user_analysis``, NULL in the rows already there: analyses
+    made before have no usage until analysed again (``phospho-otel reevaluate``). A table
+    the file does not have yet is left to the DDL."""
+    for table in ("task_analysis", "session_analysis", "user_analysis"):
+        present = _columns(conn, table)
+        if not present:
+            continue
+        for column, sql_type in USAGE_COLUMNS:
+            if column not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("sessions_last_flag", _sessions_last_flag),
+    ("analysis_usage", _analysis_usage),
 )
 """(name, function) in the order they run; a function sees an older file's tables."""
 

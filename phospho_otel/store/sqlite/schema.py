@@ -34,8 +34,10 @@ APPLICATION_ID = int.from_bytes(b"PHOS", "big")
 is created or upgraded, so that a store never takes another application's SQLite file for
 its own (``files.inspect``). Files made before it have our tables and no id."""
 
-SCHEMA_VERSION = 2
-"""1: the first schema; 2: ``sessions.last_flag`` (migration ``sessions_last_flag``)."""
+SCHEMA_VERSION = 3
+"""1: the first schema; 2: ``sessions.last_flag`` (migration ``sessions_last_flag``); 3:
+the ``input_tokens``, ``output_tokens``, ``cost`` of ``task_analysis``,
+``session_analysis`` and ``user_analysis`` (migration ``analysis_usage``)."""
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -205,14 +207,21 @@ CREATE TABLE IF NOT EXISTS task_analysis (
     sentiment_label TEXT,
     language        TEXT,
     judge_pending   INTEGER NOT NULL DEFAULT 0,
-    analyzed_ns     INTEGER NOT NULL
-);
+    analyzed_ns     INTEGER NOT NULL,
+    input_tokens    INTEGER,         -- usage (insights/usage.py), NULL when not reported
+    output_tokens   INTEGER,
+    cost            REAL
+);  -- the usage columns came later: migration analysis_usage
 CREATE INDEX IF NOT EXISTS task_analysis_by_label ON task_analysis(eval_label, start_ns);
 CREATE INDEX IF NOT EXISTS task_analysis_judge ON task_analysis(analyzed_ns)
     WHERE judge_pending = 1;
 -- a label's total is position_stats' plus these (tasks without a session)
 CREATE INDEX IF NOT EXISTS task_analysis_unplaced ON task_analysis(eval_label)
     WHERE position IS NULL;
+-- each user's usage sums (user_facts), covered, over the tasks that report any
+CREATE INDEX IF NOT EXISTS task_analysis_usage
+    ON task_analysis(user_id, input_tokens, output_tokens, cost)
+    WHERE input_tokens IS NOT NULL OR output_tokens IS NOT NULL OR cost IS NOT NULL;
 CREATE TABLE IF NOT EXISTS task_events (
     name     TEXT NOT NULL,
     start_ns INTEGER NOT NULL,
@@ -233,7 +242,10 @@ CREATE TABLE IF NOT EXISTS session_analysis (
     eval_source        TEXT,
     eval_reason        TEXT,
     event_counts       TEXT NOT NULL,   -- JSON {name: count}
-    analyzed_ns        INTEGER NOT NULL
+    analyzed_ns        INTEGER NOT NULL,
+    input_tokens       INTEGER,         -- its tasks' usage summed, NULL when none reported
+    output_tokens      INTEGER,
+    cost               REAL
 );
 CREATE INDEX IF NOT EXISTS session_analysis_by_state
     ON session_analysis(state, last_activity_ns);
@@ -253,7 +265,10 @@ CREATE TABLE IF NOT EXISTS user_analysis (
     success_count INTEGER NOT NULL DEFAULT 0,  -- tasks evaluated success (kept by deltas)
     failure_count INTEGER NOT NULL DEFAULT 0,
     rephrase_count INTEGER NOT NULL DEFAULT 0,
-    analyzed_ns   INTEGER NOT NULL DEFAULT 0
+    analyzed_ns   INTEGER NOT NULL DEFAULT 0,
+    input_tokens  INTEGER,  -- its tasks' usage summed when classified, NULL when none
+    output_tokens INTEGER,
+    cost          REAL
 );
 CREATE TABLE IF NOT EXISTS user_classes (
     label   TEXT NOT NULL,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from phospho_otel.errors import BadRequest
@@ -18,6 +19,7 @@ from phospho_otel.model.analysis import EVALUATION_LABELS
 from phospho_otel.model.records import TaskFeedback, TaskRecord
 from phospho_otel.model.rollup import SessionRollup, UserRollup
 from phospho_otel.store.api import (
+    METADATA_KEY_FORBIDDEN,
     SESSION_SORTS,
     TASK_SORTS,
     USER_SORTS,
@@ -31,7 +33,8 @@ from phospho_otel.store.api import (
 )
 from phospho_otel.store.sqlite.schema import FEEDBACK_COLUMNS
 
-__all__ = ["SPARSE_SHARE", "SQLiteViews", "session_where", "user_rows", "user_where"]
+__all__ = ["SPARSE_SHARE", "SQLiteViews", "metadata_path", "session_where", "task_where",
+           "user_rows", "user_where"]
 
 _SESSION_SORT_SQL = {
     "start_time": "start_ns",
@@ -56,6 +59,16 @@ _SESSION_COLUMNS = ", ".join(SessionRollup._fields)
 _USER_COLUMNS = ", ".join(UserRollup._fields)
 _TASK_COLUMNS = ", ".join((*TaskRecord._fields, *FEEDBACK_COLUMNS))
 _TASK_COLUMNS_T = ", ".join(f"t.{c}" for c in (*TaskRecord._fields, *FEEDBACK_COLUMNS))
+NS_PER_DAY = 86_400 * 1_000_000_000
+
+TASK_WINDOW = 10_000
+"""Tasks searched at most per page for a filter no index answers (metadata, text, flag):
+about 15 to 40 ms at 1M tasks (``benchmarks/bench_dashboard.py``)."""
+SESSION_WINDOW = 1_000
+"""Sessions searched at most per page for a metadata filter (each probes its tasks)."""
+USER_WINDOW = 200
+"""Users searched at most per page for a metadata filter (each probes its tasks)."""
+
 _DRIVEN_SORT_SQL = {"start_time": "d.start_ns"}
 """Sort keys of a task list read through task_events or task_analysis (alias ``d``)."""
 _RECORD = len(TaskRecord._fields)
@@ -86,21 +99,91 @@ def _time_filter(column: str, from_ns: int | None, to_ns: int | None, where: lis
         params.append(to_ns)
 
 
+def metadata_path(key: str) -> str:
+    """The JSON path of a top-level key, quoted (``$."a.b"``); the key holds no ``"``
+    (``store.api.METADATA_KEY_FORBIDDEN``, checked by the API, and here)."""
+    if any(c in METADATA_KEY_FORBIDDEN for c in key) or not key:
+        raise BadRequest(f"metadata.{key}: not a metadata key")
+    return f'$."{key}"'
+
+
+def _metadata_match(column: str, pairs: Sequence[tuple[str, str]], where: list[str],
+                    params: list[Any]) -> None:
+    """Conditions: the JSON object in ``column`` has each key, with that text
+    (``store.api.METADATA_TEXT``: a string's own text, else the value's JSON text; stored
+    text that is not JSON matches nothing)."""
+    for key, value in pairs:
+        path = metadata_path(key)
+        if _plain(key):  # a cheap test first: most rows are left without parsing JSON
+            where.append(f"instr({column}, ?) > 0")
+            params.append(f'"{key}"')
+            if _plain(value):
+                where.append(f"instr({column}, ?) > 0")
+                params.append(value)
+        where.append(f"(CASE WHEN NOT json_valid({column}) THEN NULL"
+                     f" WHEN json_type({column}, ?) = 'text' THEN {column} ->> ?"
+                     f" ELSE {column} -> ? END) = ?")
+        params += [path, path, path, value]
+
+
+def _plain(text: str) -> bool:
+    """True when ``text`` is written as itself inside any JSON text holding it (printable
+    ASCII but ``"``, ``\\``, ``/`` and the ``<>&`` some writers escape), so that a JSON
+    text without it as a substring cannot hold it."""
+    return all(" " <= c <= "~" and c not in '"\\/<>&' for c in text)
+
+
+def _like_pattern(text: str) -> str:
+    """A LIKE pattern (escape ``\\``) matching ``text`` anywhere."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def task_where(f: TaskFilter, alias: str = "") -> tuple[list[str], list[Any]]:
+    """The conditions of a task filter's metadata, text and flag on ``tasks`` (``alias``:
+    a prefix such as ``"t."``), each checked on the rows an index yields."""
+    where: list[str] = []
+    params: list[Any] = []
+    _metadata_match(f"{alias}metadata", f.metadata, where, params)
+    if f.text is not None:
+        where.append(f"({alias}input LIKE ? ESCAPE '\\' OR {alias}output LIKE ? ESCAPE '\\')")
+        params += [_like_pattern(f.text)] * 2
+    if f.flag == "none":
+        where.append(f"{alias}flag IS NULL")
+    elif f.flag is not None:  # "+": not through tasks_flagged (by id), which would sort them all
+        where.append(f"+{alias}flag = ?")
+        params.append(f.flag)
+    return where, params
+
+
+def _having_task(column: str, owner: str, pairs: Sequence[tuple[str, str]],
+                 where: list[str], params: list[Any]) -> None:
+    """The condition "one of the owner's tasks (``tasks.<column> = <owner>``) has these
+    metadata values" (a probe through ``tasks_by_session`` / ``tasks_by_user``)."""
+    if not pairs:
+        return
+    conditions: list[str] = []
+    _metadata_match("mt.metadata", pairs, conditions, params)
+    where.append(f"EXISTS (SELECT 1 FROM tasks mt WHERE mt.{column} = {owner} AND "
+                 + " AND ".join(conditions) + ")")
+
+
 def _rollup_where(f: SessionFilter, alias: str = "") -> tuple[list[str], list[Any]]:
     """The conditions of a session filter on the ``sessions`` rollup's own columns
-    (``alias``: a prefix such as ``"s."``)."""
+    (``alias``: a prefix such as ``"s."``), and on its tasks' metadata."""
     where: list[str] = []
     params: list[Any] = []
     if f.user_id is not None:
         where.append(f"{alias}user_id = ?")
         params.append(f.user_id)
     _time_filter(f"{alias}start_ns", f.from_ns, f.to_ns, where, params)
+    _having_task("session_id", f"{alias or 'sessions.'}session_id", f.metadata, where, params)
     return where, params
 
 
 def _analysis_where(f: SessionFilter, alias: str) -> tuple[list[str], list[Any]]:
     """The conditions of a session filter on its ``session_analysis`` row (``alias``):
-    ended, not ended (``active``), with an end reason."""
+    ended, not ended (``active``), with an end reason, an evaluation, an event."""
     where: list[str] = []
     params: list[Any] = []
     # "+": never through an index on state, which would list most sessions
@@ -111,7 +194,19 @@ def _analysis_where(f: SessionFilter, alias: str) -> tuple[list[str], list[Any]]
     if f.end_reason is not None:
         where.append(f"{alias}.end_reason = ?")
         params.append(f.end_reason)
+    if f.evaluation is not None:
+        where.append(f"{alias}.eval_label = ?")
+        params.append(f.evaluation)
+    if f.event is not None:
+        where.append(f"json_extract({alias}.event_counts, ?) > 0")
+        params.append(metadata_path(f.event))
     return where, params
+
+
+def _probed(f: SessionFilter) -> bool:
+    """Whether ``f`` keeps only sessions with an analysis row (an end reason, an
+    evaluation or an event), beyond their state."""
+    return f.end_reason is not None or f.evaluation is not None or f.event is not None
 
 
 def session_where(f: SessionFilter, *, sparse: bool = False) -> tuple[list[str], list[Any]]:
@@ -127,8 +222,8 @@ def session_where(f: SessionFilter, *, sparse: bool = False) -> tuple[list[str],
     it fills a page; the state and end reason are then the list of their sessions
     (``IN``: active ones by one merge of two ordered indexes), looked up by id."""
     where, params = _rollup_where(f)
-    if sparse and (f.state is not None or f.end_reason is not None):
-        if f.state == "active" and f.end_reason is None:
+    if sparse and (f.state is not None or _probed(f)):
+        if f.state == "active" and not _probed(f):
             where.append(f"session_id IN ({_ACTIVE_IDS})")
         else:
             conditions, more = _analysis_where(f, "a")
@@ -136,7 +231,7 @@ def session_where(f: SessionFilter, *, sparse: bool = False) -> tuple[list[str],
                          + " AND ".join(conditions) + ")")
             params += more
         return where, params
-    if f.state == "ended" or f.end_reason is not None:
+    if f.state == "ended" or _probed(f):
         conditions, more = _analysis_where(f, "a")
         where.append("EXISTS (SELECT 1 FROM session_analysis a WHERE a.session_id ="
                      " sessions.session_id AND " + " AND ".join(conditions) + ")")
@@ -165,6 +260,7 @@ def user_where(f: UserFilter) -> tuple[list[str], list[Any]]:
         where.append("EXISTS (SELECT 1 FROM user_classes c WHERE c.label = ?"
                      " AND c.user_id = users.user_id)")
         params.append(f.user_class)
+    _having_task("user_id", "users.user_id", f.metadata, where, params)
     return where, params
 
 
@@ -172,7 +268,7 @@ def _label_only(f: TaskFilter) -> str | None:
     """The label of ``f`` if it is an evaluation label alone (its total:
     ``_count_label``), else None."""
     alone = (f.event is None and f.user_id is None and f.session_id is None
-             and f.from_ns is None and f.to_ns is None)
+             and f.from_ns is None and f.to_ns is None and not task_where(f)[0])
     return f.evaluation if alone and f.evaluation in EVALUATION_LABELS else None
 
 
@@ -213,8 +309,16 @@ class SQLiteViews:
     # -- shared ------------------------------------------------------------------------
 
     def _page(self, *, columns: str, table: str, id_column: str, sorts: dict[str, str],
-              where: list[str], params: list[Any], page: Page) -> tuple[list[Any], Any]:
-        """Rows of one page (tuples, the sort value last), and the next page's cursor."""
+              where: list[str], params: list[Any], page: Page,
+              scan: tuple[list[str], list[Any]] = ([], []), window: int = 0,
+              ) -> tuple[list[Any], Any, Any, bool]:
+        """Rows of one page (tuples, the sort value last), the next page's cursor,
+        ``Listing.searched_to``, and whether the search was bounded by a window.
+
+        ``scan``: conditions no index answers, checked on the rows ``where`` yields;
+        those are then searched ``window`` rows at most, from the cursor on, so that a
+        rare match costs one window per page, not a walk of the whole table. Unbounded
+        (fewer candidates than a window), its total costs no more than the page."""
         expr = sorts.get(page.sort)
         if expr is None:
             raise BadRequest(f"sort: must be one of {', '.join(sorts)}, got {page.sort!r}")
@@ -235,6 +339,20 @@ class SQLiteViews:
         order = f"{expr} {direction}"
         if expr != id_column:
             order += f", {id_column} {direction}"
+        searched_to = bound_id = None
+        scan_where, scan_params = scan
+        if scan_where:
+            bound = self.conn.execute(
+                f"SELECT {expr}, {id_column} FROM {table}{_clause(where)} ORDER BY {order}"
+                " LIMIT 1 OFFSET ?", [*params, window - 1]).fetchone()
+            if bound is not None:  # more rows than a window: search down to its last
+                searched_to, bound_id = bound
+                op = ">=" if page.descending else "<="
+                where.append(f"{id_column} {op} ?" if expr == id_column
+                             else f"({expr}, {id_column}) {op} (?, ?)")
+                params += [bound_id] if expr == id_column else [searched_to, bound_id]
+            where += scan_where
+            params += scan_params
         rows = self.conn.execute(
             f"SELECT {columns}, {expr} FROM {table}{_clause(where)} ORDER BY {order}"
             " LIMIT ? OFFSET ?",
@@ -244,7 +362,10 @@ class SQLiteViews:
         if len(rows) > page.limit:
             rows = rows[: page.limit]
             next_cursor = (rows[-1][-1], rows[-1][0])
-        return [row[:-1] for row in rows], next_cursor
+            searched_to = None
+        elif searched_to is not None:
+            next_cursor = (searched_to, bound_id)
+        return [row[:-1] for row in rows], next_cursor, searched_to, bound_id is not None
 
     def _count(self, table: str, where: list[str], params: list[Any]) -> int:
         return int(self.conn.execute(
@@ -307,16 +428,20 @@ class SQLiteViews:
             params.append(where.session_id)
             count_table = table
         _time_filter(sorts["start_time"], where.from_ns, where.to_ns, conditions, params)
-        rows, next_cursor = self._page(
+        scan = task_where(where, t)
+        rows, next_cursor, searched_to, bounded = self._page(
             columns=columns, table=table, id_column=id_column, sorts=sorts,
-            where=conditions, params=params, page=page,
+            where=conditions, params=params, page=page, scan=scan, window=TASK_WINDOW,
         )
         total = None
-        if with_total:
+        if with_total and not bounded:
             label = _label_only(where)
+            if scan[0]:  # fewer candidates than a window: counted as cheaply as searched
+                count_table = table
             total = (self._count_label(label) if label is not None
-                     else self._count(count_table, conditions, params))
-        return Listing([self._positioned(r) for r in rows], total, next_cursor)
+                     else self._count(count_table, [*conditions, *scan[0]],
+                                      [*params, *scan[1]]))
+        return Listing([self._positioned(r) for r in rows], total, next_cursor, searched_to)
 
     def _count_label(self, label: str) -> int:
         """The tasks evaluated ``label``: the per-position counts (``position_stats``,
@@ -335,6 +460,12 @@ class SQLiteViews:
         ).fetchall()
         return [_task(r, offset + i + 1, offset + i + 1 == total) for i, r in enumerate(rows)]
 
+    def user_activity(self, user_id: str) -> list[tuple[int, int]]:
+        day = f"start_ns / {NS_PER_DAY} - (start_ns % {NS_PER_DAY} < 0)"
+        return [(d, n) for d, n in self.conn.execute(
+            f"SELECT {day} AS day, count(*) FROM tasks WHERE user_id = ? GROUP BY day"
+            " ORDER BY day", (user_id,))]
+
     def user_tasks(self, user_id: str, limit: int) -> list[TaskRow]:
         rows = self.conn.execute(
             f"SELECT {_TASK_COLUMNS} FROM tasks WHERE user_id = ?"
@@ -346,7 +477,12 @@ class SQLiteViews:
     # -- sessions ----------------------------------------------------------------------
 
     def list_sessions(self, where: SessionFilter, page: Page) -> Listing[SessionRollup]:
-        if where.state is None and where.end_reason is None:
+        total: int | None
+        scan: tuple[list[str], list[Any]] = ([], [])
+        if where.metadata:  # searched a window at a time (``_page``)
+            _having_task("session_id", "sessions.session_id", where.metadata, *scan)
+            where = replace(where, metadata=())
+        if where.state is None and not _probed(where):
             total = self._count_sessions(where)
             conditions, params = session_where(where)
         else:
@@ -354,7 +490,7 @@ class SQLiteViews:
             rollup, _ = _rollup_where(where)
             few = everything // SPARSE_SHARE
             ids = None
-            if where.state == "active" and where.end_reason is None and not rollup:
+            if where.state == "active" and not _probed(where) and not rollup:
                 # the active ones, up to a few (past that, a walk fills a page sooner)
                 ids = [s for (s,) in self.conn.execute(f"{_ACTIVE_IDS} LIMIT ?", (few + 1,))]
             if ids is not None and len(ids) <= few:
@@ -364,11 +500,15 @@ class SQLiteViews:
             else:
                 total = self._count_sessions(where)
                 conditions, params = session_where(where, sparse=total < few)
-        rows, next_cursor = self._page(
+        rows, next_cursor, searched_to, bounded = self._page(
             columns=_SESSION_COLUMNS, table="sessions", id_column="session_id",
             sorts=_SESSION_SORT_SQL, where=conditions, params=params, page=page,
+            scan=scan, window=SESSION_WINDOW,
         )
-        return Listing([SessionRollup(*r) for r in rows], total, next_cursor)
+        if scan[0]:
+            total = None if bounded else self._count(
+                "sessions", [*conditions, *scan[0]], [*params, *scan[1]])
+        return Listing([SessionRollup(*r) for r in rows], total, next_cursor, searched_to)
 
     def _count_sessions(self, f: SessionFilter) -> int:
         """The sessions of ``f`` (``session_where``), counted from the smaller side.
@@ -380,9 +520,9 @@ class SQLiteViews:
         a session, whose analysis stays), found by one merge of two ordered indexes;
         active is the sessions less the ended ones, by one such merge."""
         rollup, params = _rollup_where(f)
-        if f.state is None and f.end_reason is None:
+        if f.state is None and not _probed(f):
             return self._count("sessions", rollup, params)
-        if f.end_reason is not None:
+        if _probed(f):
             conditions, more = _analysis_where(f, "a")
             probe, probe_params = _rollup_where(f, "s.")
             return self._scalar(
@@ -417,13 +557,18 @@ class SQLiteViews:
     # -- users -------------------------------------------------------------------------
 
     def list_users(self, where: UserFilter, page: Page) -> Listing[UserRow]:
+        scan: tuple[list[str], list[Any]] = ([], [])
+        if where.metadata:  # searched a window at a time (``_page``)
+            _having_task("user_id", "users.user_id", where.metadata, *scan)
+            where = replace(where, metadata=())
         conditions, params = user_where(where)
-        rows, next_cursor = self._page(
+        rows, next_cursor, searched_to, bounded = self._page(
             columns=_USER_COLUMNS, table="users", id_column="user_id", sorts=_USER_SORT_SQL,
-            where=conditions, params=params, page=page,
+            where=conditions, params=params, page=page, scan=scan, window=USER_WINDOW,
         )
-        return Listing(user_rows(self.conn, rows), self._count("users", conditions, params),
-                       next_cursor)
+        total = None if bounded else self._count(
+            "users", [*conditions, *scan[0]], [*params, *scan[1]])
+        return Listing(user_rows(self.conn, rows), total, next_cursor, searched_to)
 
     def get_user(self, user_id: str) -> UserRow | None:
         row = self.conn.execute(

@@ -100,7 +100,8 @@ def filled(tmp_path: Path) -> Iterator[tuple[SQLiteStore, _Data]]:
         sessions.append(SessionAnalysis(
             sid, data.sessions[sid][0], "ended" if ended else "active",
             BASE if ended else None, REASONS[s % len(REASONS)] if ended else None, (), SEC,
-            None, {}, BASE))
+            Evaluation(LABELS[s % 3], 0.5, "heuristic:session", "test") if ended else None,
+            {"thanks": 1} if s % 5 == 0 else ({"rare": 2} if s == 7 else {}), BASE))
     store.write_analysis(AnalysisUpdate(tasks=analyses, sessions=sessions))
     data.analyses = {a.session_id: a for a in sessions}
     assert data.analyses["s001"].state == "ended"
@@ -134,6 +135,11 @@ def _expected_sessions(data: _Data, f: SessionFilter) -> list[str]:
             continue
         if f.end_reason is not None and (a is None or a.end_reason != f.end_reason):
             continue
+        if f.evaluation is not None and (a is None or a.evaluation is None
+                                         or a.evaluation.label != f.evaluation):
+            continue
+        if f.event is not None and (a is None or not a.event_counts.get(f.event)):
+            continue
         out.append(sid)
     return sorted(out, key=lambda sid: (data.sessions[sid][1], sid), reverse=True)
 
@@ -147,6 +153,12 @@ SESSION_FILTERS = [
     SessionFilter(state="ended", user_id="u1"),
     SessionFilter(state="active", from_ns=BASE + 1000 * SEC, to_ns=BASE + 3000 * SEC),
     SessionFilter(end_reason="other", from_ns=BASE + 1000 * SEC),
+    SessionFilter(evaluation="failure"),
+    SessionFilter(evaluation="success", state="ended", user_id="u2"),
+    SessionFilter(event="thanks"),
+    SessionFilter(event="rare", state="ended"),
+    SessionFilter(event="thanks", state="active"),
+    SessionFilter(event="none of them"),
     SessionFilter(),
 ]
 

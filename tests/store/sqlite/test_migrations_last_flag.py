@@ -24,6 +24,8 @@ from tests.support.otlp import make_request, task_span
 
 LAST_FLAG = "sessions_last_flag"
 """The migration that adds ``sessions.last_flag``."""
+LATER = [name for name, _ in migrations.MIGRATIONS][1:]
+"""The migrations after it (a version-1 file needs them too)."""
 
 
 def last_flags(store: SQLiteStore) -> dict[str, tuple[str | None, str | None]]:
@@ -34,8 +36,8 @@ def last_flags(store: SQLiteStore) -> dict[str, tuple[str | None, str | None]]:
 def make_old_file(path: Path) -> tuple[ExportTraceServiceRequest, dict[str, object]]:
     """A file holding the last-flag workload as version 1 made it: no
     ``sessions.last_flag``, no ``sessions_by_ending`` index, no ``migrations`` table,
-    ``schema_version`` 1. Returns the request written and each session's expected (last
-    task, last flag)."""
+    no usage columns (``drop_usage``), ``schema_version`` 1. Returns the request written
+    and each session's expected (last task, last flag)."""
     spans, expected = flag_workload(random.Random(7))
     request = make_request(spans)
     store = SQLiteStore(path)
@@ -45,10 +47,19 @@ def make_old_file(path: Path) -> tuple[ExportTraceServiceRequest, dict[str, obje
         c.execute("DROP INDEX sessions_by_ending")
         c.execute("ALTER TABLE sessions DROP COLUMN last_flag")
         c.execute("DROP TABLE migrations")
+        drop_usage(c)
         c.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
         assert "last_flag" not in columns(c, "sessions")
-        assert migrations.pending(c) == [LAST_FLAG]
+        assert migrations.pending(c) == [LAST_FLAG, *LATER]
     return request, expected
+
+
+def drop_usage(c: sqlite3.Connection) -> None:
+    """Remove what migration ``analysis_usage`` adds (schema version 3)."""
+    c.execute("DROP INDEX task_analysis_usage")
+    for table in ("task_analysis", "session_analysis", "user_analysis"):
+        for column, _ in migrations.USAGE_COLUMNS:
+            c.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
 
 
 def columns(conn: sqlite3.Connection, table: str) -> list[str]:
@@ -74,7 +85,8 @@ def check_upgraded(path: Path) -> None:
         assert columns(c, "sessions") == list(SessionRollup._fields)
         indexes = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "sessions_by_ending" in indexes
-        assert [name for (name,) in c.execute("SELECT name FROM migrations")] == [LAST_FLAG]
+        assert sorted(name for (name,) in c.execute("SELECT name FROM migrations")) == sorted(
+            [LAST_FLAG, *LATER])
         assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
             str(schema.SCHEMA_VERSION),)
         assert migrations.pending(c) == []
@@ -145,7 +157,7 @@ class TestOldFile:
         none), at the current schema version."""
         SQLiteStore(tmp_path / "new.db").close()
         with closing(sqlite3.connect(tmp_path / "new.db")) as c:
-            assert [n for (n,) in c.execute("SELECT name FROM migrations")] == [
-                name for name, _ in migrations.MIGRATIONS]
+            assert sorted(n for (n,) in c.execute("SELECT name FROM migrations")) == sorted(
+                name for name, _ in migrations.MIGRATIONS)
             assert migrations.pending(c) == []
         check_upgraded(tmp_path / "new.db")

@@ -1,0 +1,1 @@
+"""The dashboard, in a real browser (issue 12): see conftest.py."""
