@@ -140,6 +140,12 @@ class Links:
                 if k.startswith("metadata.")]
 
 
+def _raw_path(request: Request) -> str:
+    """The request's path as sent (ids percent-encoded as in the link that led here)."""
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1") if raw else request.url.path
+
+
 def _presets(now: datetime) -> list[tuple[str, str]]:
     now = now.replace(second=0, microsecond=0)
     return [(label, (now - delta).strftime("%Y-%m-%dT%H:%M")) for label, delta in PRESETS]
@@ -167,11 +173,12 @@ class Dashboard:
         new_cookie = None
         if not cookie:
             cookie = new_cookie = CsrfGuard.new_cookie()
-        links = Links(request.url.path, query)
+        links = Links(_raw_path(request), query)
         html = render(
             template, tab=tab, link=links, csrf_token=self.csrf.form_token(cookie),
             login=self.login, presets=_presets(datetime.now(timezone.utc)),
-            cell=render_cell, badge=badge, here=links(), **context)
+            cell=render_cell, badge=badge,
+            here=links.path + ("?" + urlencode(query) if query else ""), **context)
         response = HTMLResponse(html, status_code=status)
         if new_cookie:
             response.set_cookie(CSRF_COOKIE, new_cookie, httponly=True, samesite="strict",
@@ -183,7 +190,7 @@ class Dashboard:
                  ) -> Response:
         query, changed = view_query(request.query_params.multi_items())
         if changed:
-            clean = request.url.path + ("?" + urlencode(query) if query else "")
+            clean = _raw_path(request) + ("?" + urlencode(query) if query else "")
             return RedirectResponse(clean, status_code=303)
         try:
             template, context = build(query)
