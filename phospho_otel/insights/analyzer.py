@@ -46,7 +46,7 @@ from phospho_otel.insights.evaluation import EvaluationPipeline, evaluate_sessio
 from phospho_otel.insights.events import EventDetector, llm_event_messages, parse_llm_event_answer
 from phospho_otel.insights.llm import JUDGE_SOURCE, LLMClient, LLMJudge
 from phospho_otel.insights.textual import TextAnalysis, analyze_text
-from phospho_otel.insights.usage import task_usage
+from phospho_otel.insights.usage import USAGE_KEYS, task_usage
 from phospho_otel.insights.webhooks import WebhookSender, event_payload
 from phospho_otel.model.analysis import (
     DetectedEvent,
@@ -485,7 +485,8 @@ def _usages(reader: StoreReader, tasks: Iterable[TaskRecord]) -> dict[str, Usage
     spans_of: dict[bytes, list[tuple[str, bytes]]] = {}
     for task in tasks:
         spans_of.setdefault(task.trace_id, []).append((task.task_id, task.span_id))
-    trace_ids = list(spans_of)
+    mentioning = reader.traces_mentioning(spans_of, USAGE_KEYS)  # the rest report none
+    trace_ids = [t for t in spans_of if t in mentioning]
     out: dict[str, Usage] = {}
     start = 0
     while start < len(trace_ids):

@@ -470,6 +470,15 @@ class AnalysisReader(Protocol):
         """``(user_id, UTC day since the epoch)`` of every day each user had a task."""
         ...
 
+    def traces_mentioning(self, trace_ids: Iterable[bytes],
+                          keys: Iterable[str]) -> set[bytes]:
+        """The traces among ``trace_ids`` with a stored span whose serialized bytes hold
+        one of ``keys`` (an attribute key is stored as its UTF-8 text): a cheap first pass
+        before decoding traces for what only some spans carry. It may answer a trace
+        that does not have the attribute (the text inside a value), never leave out one
+        that has."""
+        ...
+
     def event_days(self) -> list[tuple[str, int, int]]:
         """``(event name, UTC day since the epoch, tasks)`` for each day a task with the
         event started, by name then day."""

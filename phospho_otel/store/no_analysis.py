@@ -64,6 +64,10 @@ class NoAnalysis:
     def user_days(self) -> list[tuple[str, int]]:
         return []
 
+    def traces_mentioning(self, trace_ids: Iterable[bytes],
+                          keys: Iterable[str]) -> set[bytes]:
+        return set(trace_ids)
+
     def event_days(self) -> list[tuple[str, int, int]]:
         return []
 

@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 NS_PER_DAY = 86_400 * 1_000_000_000
+TRACE_IDS_PER_QUERY = 500
+"""Trace ids per query of ``traces_mentioning`` (under SQLite's parameter limit)."""
 MAX_POSITION = 20
 """``position_stats`` counts every position from this one on together."""
 _BAD_ENDINGS = ("abandoned_after_failure", "abandoned_after_error", "frustrated")
@@ -220,6 +222,21 @@ class SQLiteAnalysis:
     def user_days(self) -> list[tuple[str, int]]:
         return self.conn.execute("SELECT user_id, day FROM user_days WHERE tasks > 0"
                                  " ORDER BY day").fetchall()
+
+    def traces_mentioning(self, trace_ids: Iterable[bytes],
+                          keys: Iterable[str]) -> set[bytes]:
+        needles = [k.encode() for k in dict.fromkeys(keys)]
+        ids = list(dict.fromkeys(trace_ids))
+        if not needles or not ids:
+            return set()
+        found: set[bytes] = set()
+        any_key = " OR ".join("instr(span, ?) > 0" for _ in needles)  # bytes in bytes
+        for i in range(0, len(ids), TRACE_IDS_PER_QUERY):
+            chunk = ids[i:i + TRACE_IDS_PER_QUERY]
+            found.update(bytes(t) for (t,) in self.conn.execute(
+                f"SELECT DISTINCT trace_id FROM spans WHERE trace_id IN"
+                f" ({', '.join('?' * len(chunk))}) AND ({any_key})", [*chunk, *needles]))
+        return found
 
     def event_days(self) -> list[tuple[str, int, int]]:
         return self.conn.execute(
