@@ -52,6 +52,7 @@ __all__ = [
     "SESSION_TAG",
     "TASK_FLAGS",
     "TASK_SORTS",
+    "USER_ANALYSIS_SORTS",
     "USER_SORTS",
     "USER_TAG",
     "AnalysisReader",
@@ -128,8 +129,13 @@ class StoreWriter(Protocol):
 
 SESSION_SORTS = ("start_time", "end_time", "task_count", "duration_s", "session_id")
 """Sort keys of the session list."""
-USER_SORTS = ("last_seen", "first_seen", "task_count", "session_count", "user_id")
-"""Sort keys of the user list."""
+USER_SORTS = ("last_seen", "first_seen", "task_count", "session_count", "user_id",
+              "success_rate", "tokens", "cost")
+"""Sort keys of the user list. ``success_rate``, ``tokens`` (input + output) and ``cost``
+come from the analyzer's results (``USER_ANALYSIS_SORTS``); a user without the figure
+sorts as -1 (last when descending)."""
+USER_ANALYSIS_SORTS = ("success_rate", "tokens", "cost")
+"""The user sort keys a backend without insights refuses (``BadRequest``)."""
 TASK_SORTS = ("start_time",)
 """Sort keys of the task list."""
 TASK_FLAGS = ("success", "failure", "none")

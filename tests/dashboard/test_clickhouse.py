@@ -60,8 +60,10 @@ def test_tasks_listed_as_the_api(new_page: NewPage, clickhouse_url: str) -> None
     assert ids == [t["task_id"] for t in api["items"]] and len(ids) == 9
 
 
-def test_an_insights_filter_shows_its_message(new_page: NewPage, clickhouse_url: str) -> None:
+@pytest.mark.parametrize("path", ["/sessions?state=ended", "/users?sort=cost"])
+def test_an_insights_filter_shows_its_message(new_page: NewPage, clickhouse_url: str,
+                                              path: str) -> None:
     page = new_page(clickhouse_url, allowed_statuses=(400,))
-    response = page.goto("/sessions?state=ended")
+    response = page.goto(path)
     assert response is not None and response.status == 400
     assert "keeps no insights" in page.locator("[data-error]").inner_text()

@@ -16,6 +16,7 @@ from phospho_otel.model.rollup import SessionRollup, UserRollup
 from phospho_otel.store.api import (
     SESSION_SORTS,
     TASK_SORTS,
+    USER_ANALYSIS_SORTS,
     USER_SORTS,
     Listing,
     Page,
@@ -254,8 +255,12 @@ class TestUsers:
         with filled.read() as r:
             for sort in USER_SORTS:
                 for descending in (True, False):
-                    seen = walk(lambda p: r.list_users(UserFilter(), p), sort, descending,
-                                lambda u: u.rollup.user_id)
+                    try:
+                        seen = walk(lambda p: r.list_users(UserFilter(), p), sort,
+                                    descending, lambda u: u.rollup.user_id)
+                    except BadRequest as exc:  # a store without insights may refuse them
+                        assert sort in USER_ANALYSIS_SORTS and "insights" in exc.message
+                        continue
                     assert seen == user_ids(r, Page(sort, descending=descending)), sort
                     assert sorted(seen) == ["alice", "bob", "carol"], sort
             page = r.list_users(UserFilter(), Page("task_count", limit=1, offset=1))

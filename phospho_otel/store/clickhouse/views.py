@@ -21,6 +21,7 @@ from phospho_otel.store.api import (
     METADATA_KEY_FORBIDDEN,
     SESSION_SORTS,
     TASK_SORTS,
+    USER_ANALYSIS_SORTS,
     USER_SORTS,
     Listing,
     Page,
@@ -54,6 +55,8 @@ _USER_SORT_SQL = {
     "task_count": "task_count",
     "session_count": "session_count",
     "user_id": "user_id",
+    # the insights' sorts: refused before any query (``list_users``)
+    **dict.fromkeys(USER_ANALYSIS_SORTS, "user_id"),
 }
 _TASK_SORT_SQL = {"start_time": "start_ns"}
 assert tuple(_SESSION_SORT_SQL) == SESSION_SORTS and tuple(_USER_SORT_SQL) == USER_SORTS
@@ -356,6 +359,10 @@ class ClickHouseViews:
     # -- users -------------------------------------------------------------------------
 
     def list_users(self, where: UserFilter, page: Page) -> Listing[UserRow]:
+        if page.sort in USER_ANALYSIS_SORTS:
+            raise BadRequest(f"sort: {page.sort} comes from the insights, and the"
+                             " clickhouse store keeps no insights yet (docs/insights.md);"
+                             " use the SQLite store to sort by it")
         conditions, params = user_conditions(where)
         self._having_task("user_id", where.metadata, conditions, params)
         source = self.users("user_id" if where.user_id is not None else None)

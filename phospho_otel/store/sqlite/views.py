@@ -44,12 +44,24 @@ _SESSION_SORT_SQL = {
     "session_id": "session_id",
 }
 """Sort keys -> SQL (each has an index ending in the id)."""
+def _analysed(expr: str) -> str:
+    """A user's figure from ``user_analysis``, -1 without one (so the cursor's row values
+    never meet a NULL): a probe by key per user, over 10,000 users about 10 ms."""
+    return (f"coalesce((SELECT {expr} FROM user_analysis a WHERE a.user_id ="
+            " users.user_id), -1)")
+
+
 _USER_SORT_SQL = {
     "last_seen": "last_seen_ns",
     "first_seen": "first_seen_ns",
     "task_count": "task_count",
     "session_count": "session_count",
     "user_id": "user_id",
+    "success_rate": _analysed("1.0 * a.success_count / nullif(a.success_count"
+                              " + a.failure_count, 0)"),
+    "tokens": _analysed("nullif(coalesce(a.input_tokens, 0) + coalesce(a.output_tokens, 0)"
+                        " , 0)"),
+    "cost": _analysed("a.cost"),
 }
 _TASK_SORT_SQL = {"start_time": "start_ns"}
 assert tuple(_SESSION_SORT_SQL) == SESSION_SORTS and tuple(_USER_SORT_SQL) == USER_SORTS

@@ -23,6 +23,7 @@ from phospho_otel.store import open_store
 from phospho_otel.store.api import (
     SESSION_SORTS,
     TASK_SORTS,
+    USER_ANALYSIS_SORTS,
     USER_SORTS,
     Page,
     SessionFilter,
@@ -94,7 +95,8 @@ def answers(r: StoreReader, ids: dict[str, list[str]]) -> Iterator[tuple[str, An
                 for desc in directions:
                     yield (f"sessions {sf} {sort} {desc}",
                            _walk(partial(r.list_sessions, sf), sort, desc))
-            for sort in USER_SORTS if unfiltered else USER_SORTS[:1]:
+            user_sorts = [s for s in USER_SORTS if s not in USER_ANALYSIS_SORTS]  # insights
+            for sort in user_sorts if unfiltered else user_sorts[:1]:
                 for desc in directions:
                     yield (f"users {uf} {sort} {desc}",
                            _walk(partial(r.list_users, uf), sort, desc))
