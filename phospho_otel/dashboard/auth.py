@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from urllib.parse import quote, urlsplit
 
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -93,12 +93,10 @@ class LoginCookie:
 
 
 def _cookie(scope: Scope, name: str) -> str | None:
+    """The request's cookie ``name`` (``Request.cookies``' parser, on the raw scope)."""
     for key, value in scope["headers"]:
         if key == b"cookie":
-            for part in value.decode("latin-1").split(";"):
-                k, _, v = part.strip().partition("=")
-                if k == name:
-                    return str(v)
+            return cookie_parser(value.decode("latin-1")).get(name)
     return None
 
 

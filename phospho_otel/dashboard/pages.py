@@ -12,7 +12,7 @@ Bad parameters render the page's error (400), unknown ids a 404 page.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from phospho_otel.api.params import MAX_OFFSET
+from phospho_otel.api.params import DEFAULT_LIMIT, MAX_OFFSET
 from phospho_otel.api.views import ViewContext, run_view, view_named
 from phospho_otel.dashboard import charts
 from phospho_otel.dashboard.auth import CSRF_COOKIE, CsrfGuard
@@ -33,6 +33,7 @@ from phospho_otel.model.analysis import (
     SESSION_STATES,
     USER_CLASSES,
 )
+from phospho_otel.store.api import TASK_FLAGS
 
 __all__ = ["Dashboard", "view_query"]
 
@@ -42,6 +43,8 @@ USER_PAGE_ROWS = 50
 """Latest sessions and tasks a user's page lists (the lists link to the rest)."""
 RANGE_KEYS = ("from", "to")
 """Parameters every page keeps in its links."""
+Filter = tuple[str, str, Sequence[str] | None]
+"""A list filter: parameter, label, and its choices (None: free text)."""
 PRESETS = (("24 h", timedelta(hours=24)), ("7 days", timedelta(days=7)),
            ("30 days", timedelta(days=30)), ("90 days", timedelta(days=90)))
 
@@ -200,10 +203,9 @@ class Dashboard:
         return self._page(request, template, tab, query, **context)
 
     @staticmethod
-    def _paging(query: list[tuple[str, str]], result: Mapping[str, Any],
-                default_limit: int = 50) -> dict[str, Any]:
+    def _paging(query: list[tuple[str, str]], result: Mapping[str, Any]) -> dict[str, Any]:
         given = dict(query)
-        limit = int(given.get("limit", default_limit))
+        limit = int(given.get("limit", DEFAULT_LIMIT))
         offset = None if "cursor" in given else int(given.get("offset", 0))
         shown = len(result["items"])
         nxt: dict[str, Any] | None = None
@@ -219,50 +221,45 @@ class Dashboard:
                 "first_row": first, "last_row": (offset or 0) + shown if shown else None,
                 "total": result["total"]}
 
-    def _events(self) -> list[str]:
-        return [e["name"] for e in self._view("list_events", [])["events"]]
+    def _events(self) -> tuple[str, ...]:
+        return tuple(e["name"] for e in self._view("list_events", [])["events"])
 
     # ------------------------------------------------------------------ lists
 
-    def sessions(self, request: Request) -> Response:
+    def _list(self, request: Request, name: str, columns: Sequence[Column],
+              filters: Callable[[], list[Filter]]) -> Response:
+        """The tab listing ``name`` (``sessions``, ``users``, ``tasks``) through its view
+        ``list_<name>``, whose path is the export link and whose ``sort`` default is the
+        page's."""
+        view = view_named(f"list_{name}")
+        default_sort = next(p.default for p in view.params if p.name == "sort")
+
         def build(query: list[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
-            result = self._view("list_sessions", query)
+            result = run_view(view, self.views, {}, query)
             return "list.html", {
-                "title": "Sessions", "list_name": "sessions", "result": result,
-                "columns": SESSION_COLUMNS, "id_field": "session_id",
-                "paging": self._paging(query, result), "default_sort": "start_time",
-                "filters": [("user_id", "User", None), ("state", "State", SESSION_STATES),
-                            ("end_reason", "End reason", END_REASONS),
-                            ("evaluation", "Evaluation", EVALUATION_LABELS),
-                            ("event", "Event", tuple(self._events()))],
-                "export": "/api/sessions"}
-        return self._guarded(request, "sessions", build)
+                "title": name.capitalize(), "list_name": name, "result": result,
+                "columns": columns, "id_field": f"{name[:-1]}_id",
+                "paging": self._paging(query, result), "default_sort": default_sort,
+                "filters": filters(), "export": view.path}
+        return self._guarded(request, name, build)
+
+    def sessions(self, request: Request) -> Response:
+        return self._list(request, "sessions", SESSION_COLUMNS, lambda: [
+            ("user_id", "User", None), ("state", "State", SESSION_STATES),
+            ("end_reason", "End reason", END_REASONS),
+            ("evaluation", "Evaluation", EVALUATION_LABELS),
+            ("event", "Event", self._events())])
 
     def users(self, request: Request) -> Response:
-        def build(query: list[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
-            result = self._view("list_users", query)
-            return "list.html", {
-                "title": "Users", "list_name": "users", "result": result,
-                "columns": USER_COLUMNS, "id_field": "user_id",
-                "paging": self._paging(query, result), "default_sort": "last_seen",
-                "filters": [("user_id", "User", None), ("class", "Class", USER_CLASSES)],
-                "export": "/api/users"}
-        return self._guarded(request, "users", build)
+        return self._list(request, "users", USER_COLUMNS, lambda: [
+            ("user_id", "User", None), ("class", "Class", USER_CLASSES)])
 
     def tasks(self, request: Request) -> Response:
-        def build(query: list[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
-            result = self._view("list_tasks", query)
-            return "list.html", {
-                "title": "Tasks", "list_name": "tasks", "result": result,
-                "columns": TASK_COLUMNS, "id_field": "task_id",
-                "paging": self._paging(query, result), "default_sort": "start_time",
-                "filters": [("q", "Text", None), ("user_id", "User", None),
-                            ("session_id", "Session", None),
-                            ("event", "Event", tuple(self._events())),
-                            ("evaluation", "Evaluation", EVALUATION_LABELS),
-                            ("flag", "Feedback", ("success", "failure"))],
-                "export": "/api/tasks"}
-        return self._guarded(request, "tasks", build)
+        return self._list(request, "tasks", TASK_COLUMNS, lambda: [
+            ("q", "Text", None), ("user_id", "User", None), ("session_id", "Session", None),
+            ("event", "Event", self._events()),
+            ("evaluation", "Evaluation", EVALUATION_LABELS),
+            ("flag", "Feedback", TASK_FLAGS)])
 
     # ------------------------------------------------------------------ one item
 

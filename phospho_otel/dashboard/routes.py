@@ -19,6 +19,7 @@ soon as it is durable (the analyzer then evaluates the task again, feedback firs
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -96,10 +97,10 @@ def dashboard_routes(views: ViewContext, ingestor: Ingestor,
     dashboard = Dashboard(views, csrf, login=login is not None)
     static = StaticFiles(directory=Path(str(files("phospho_otel.dashboard") / "static")))
 
-    def page(method: str):  # type: ignore[no-untyped-def]
+    def page(render_page: Callable[[Request], Response]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
-            return _secure(getattr(dashboard, method)(request))
-        endpoint.__name__ = f"dashboard_{method}"
+            return _secure(render_page(request))
+        endpoint.__name__ = f"dashboard_{render_page.__name__}"
         return endpoint
 
     def error(request: Request, exc: ServerError) -> Response:
@@ -166,15 +167,15 @@ def dashboard_routes(views: ViewContext, ingestor: Ingestor,
 
     return [
         Route("/", home, methods=["GET"]),
-        Route("/insights", page("insights"), methods=["GET"]),
-        Route("/sessions", page("sessions"), methods=["GET"]),
+        Route("/insights", page(dashboard.insights), methods=["GET"]),
+        Route("/sessions", page(dashboard.sessions), methods=["GET"]),
         Route("/sessions/{session_id:path}/feedback", feedback, methods=["POST"]),
-        Route("/sessions/{session_id:path}", page("session"), methods=["GET"]),
-        Route("/users", page("users"), methods=["GET"]),
-        Route("/users/{user_id:path}", page("user"), methods=["GET"]),
-        Route("/tasks", page("tasks"), methods=["GET"]),
+        Route("/sessions/{session_id:path}", page(dashboard.session), methods=["GET"]),
+        Route("/users", page(dashboard.users), methods=["GET"]),
+        Route("/users/{user_id:path}", page(dashboard.user), methods=["GET"]),
+        Route("/tasks", page(dashboard.tasks), methods=["GET"]),
         Route("/tasks/{task_id:path}/feedback", feedback, methods=["POST"]),
-        Route("/tasks/{task_id:path}", page("task"), methods=["GET"]),
+        Route("/tasks/{task_id:path}", page(dashboard.task), methods=["GET"]),
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login_submit, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),

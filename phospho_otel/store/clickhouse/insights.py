@@ -18,16 +18,16 @@ from phospho_otel.store.api import (
     UserTotals,
 )
 from phospho_otel.store.clickhouse.views import (
+    NS_PER_DAY,
     ClickHouseViews,
     clause,
     session_conditions,
     user_conditions,
     user_row,
+    utc_day_sql,
 )
 
 __all__ = ["NS_PER_DAY", "ClickHouseInsights"]
-
-NS_PER_DAY = 86_400 * 1_000_000_000
 
 
 def _ratio(total: int, n: int) -> float | None:
@@ -76,7 +76,7 @@ class ClickHouseInsights(ClickHouseViews):
 
     def sessions_per_day(self, where: SessionFilter) -> list[tuple[int, int]]:
         conditions, params = session_conditions(where)
-        day = (f"intDiv(start_ns, {NS_PER_DAY}) - if(modulo(start_ns, {NS_PER_DAY}) < 0, 1, 0)")
+        day = utc_day_sql("start_ns")
         return [(int(d), int(n)) for d, n in self._rows(
             f"SELECT {day} AS day, count() FROM ({self.sessions()}){clause(conditions)}"
             " GROUP BY day ORDER BY day", params)]

@@ -39,8 +39,8 @@ from phospho_otel.store.clickhouse.rollups import (
 )
 from phospho_otel.store.no_analysis import refuse_analysis_filters
 
-__all__ = ["ClickHouseViews", "session_conditions", "task_conditions", "user_conditions",
-           "user_row"]
+__all__ = ["NS_PER_DAY", "ClickHouseViews", "session_conditions", "task_conditions",
+           "user_conditions", "user_row", "utc_day_sql"]
 
 _SESSION_SORT_SQL = {
     "start_time": "start_ns",
@@ -49,6 +49,16 @@ _SESSION_SORT_SQL = {
     "duration_s": "(end_ns - start_ns)",
     "session_id": "session_id",
 }
+NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+def utc_day_sql(column: str) -> str:
+    """SQL for the UTC day (days since the epoch, floored, also before 1970) of a
+    nanosecond time column."""
+    return (f"(intDiv({column}, {NS_PER_DAY})"
+            f" - if(modulo({column}, {NS_PER_DAY}) < 0, 1, 0))")
+
+
 _USER_SORT_SQL = {
     "last_seen": "last_seen_ns",
     "first_seen": "first_seen_ns",
@@ -315,10 +325,8 @@ class ClickHouseViews:
                 for i, r in enumerate(rows) if offset <= i < offset + limit]
 
     def user_activity(self, user_id: str) -> list[tuple[int, int]]:
-        ns_per_day = 86_400 * 1_000_000_000
-        day = f"intDiv(start_ns, {ns_per_day}) - if(modulo(start_ns, {ns_per_day}) < 0, 1, 0)"
         return [(int(d), int(n)) for d, n in self._rows(
-            f"SELECT {day} AS day, count() FROM"
+            f"SELECT {utc_day_sql('start_ns')} AS day, count() FROM"
             f" ({tasks_sql(self.db, self.visible, self._keyed('user', 'uid'))})"
             " WHERE user_id = %(uid)s GROUP BY day ORDER BY day", {"uid": user_id})]
 

@@ -41,7 +41,7 @@ from phospho_otel.model.analysis import (
 )
 from phospho_otel.model.records import SessionEventRecord
 from phospho_otel.store.api import PendingAnalysis, SessionFilter, UserFacts
-from phospho_otel.store.sqlite.views import session_where
+from phospho_otel.store.sqlite.views import NS_PER_DAY, session_where, utc_day_sql
 
 __all__ = [
     "MAX_POSITION",
@@ -56,7 +56,6 @@ __all__ = [
     "usage_row",
 ]
 
-NS_PER_DAY = 86_400 * 1_000_000_000
 TRACE_IDS_PER_QUERY = 500
 """Trace ids per query of ``traces_mentioning`` (under SQLite's parameter limit)."""
 MAX_POSITION = 20
@@ -240,7 +239,7 @@ class SQLiteAnalysis:
 
     def event_days(self) -> list[tuple[str, int, int]]:
         return self.conn.execute(
-            f"SELECT name, start_ns / {NS_PER_DAY} - (start_ns % {NS_PER_DAY} < 0) AS day,"
+            f"SELECT name, {utc_day_sql('start_ns')} AS day,"
             " count(*) FROM task_events GROUP BY name, day ORDER BY name, day").fetchall()
 
     def _session_scope(self, where: SessionFilter) -> tuple[str, list[Any]]:

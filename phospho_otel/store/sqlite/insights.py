@@ -25,11 +25,15 @@ from phospho_otel.store.api import (
     UserRow,
     UserTotals,
 )
-from phospho_otel.store.sqlite.views import session_where, user_rows, user_where
+from phospho_otel.store.sqlite.views import (
+    NS_PER_DAY,
+    session_where,
+    user_rows,
+    user_where,
+    utc_day_sql,
+)
 
 __all__ = ["NS_PER_DAY", "SQLiteInsights"]
-
-NS_PER_DAY = 86_400 * 1_000_000_000
 
 
 def _clause(where: Sequence[str]) -> str:
@@ -96,10 +100,9 @@ class SQLiteInsights:
         if first is None:
             return []
         if first < 0:  # before 1970: the jumps below assume days >= 0; group the slow way
-            day = (f"CASE WHEN start_ns < 0 THEN (start_ns + 1) / {NS_PER_DAY} - 1"
-                   f" ELSE start_ns / {NS_PER_DAY} END")
             return [(int(d), int(n)) for d, n in self.conn.execute(
-                f"SELECT {day} AS day, count(*) FROM sessions{clause} GROUP BY day ORDER BY day",
+                f"SELECT {utc_day_sql('start_ns')} AS day, count(*) FROM sessions{clause}"
+                " GROUP BY day ORDER BY day",
                 params,
             )]
         # One lower and one upper bound per probe (max/min of the range and the day), so

@@ -33,8 +33,8 @@ from phospho_otel.store.api import (
 )
 from phospho_otel.store.sqlite.schema import FEEDBACK_COLUMNS
 
-__all__ = ["SPARSE_SHARE", "SQLiteViews", "metadata_path", "session_where", "task_where",
-           "user_rows", "user_where"]
+__all__ = ["NS_PER_DAY", "SPARSE_SHARE", "SQLiteViews", "metadata_path", "session_where",
+           "task_where", "user_rows", "user_where", "utc_day_sql"]
 
 _SESSION_SORT_SQL = {
     "start_time": "start_ns",
@@ -72,6 +72,13 @@ _USER_COLUMNS = ", ".join(UserRollup._fields)
 _TASK_COLUMNS = ", ".join((*TaskRecord._fields, *FEEDBACK_COLUMNS))
 _TASK_COLUMNS_T = ", ".join(f"t.{c}" for c in (*TaskRecord._fields, *FEEDBACK_COLUMNS))
 NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+def utc_day_sql(column: str) -> str:
+    """SQL for the UTC day (days since the epoch, floored, also before 1970) of a
+    nanosecond time column."""
+    return f"({column} / {NS_PER_DAY} - ({column} % {NS_PER_DAY} < 0))"
+
 
 TASK_WINDOW = 10_000
 """Tasks searched at most per page for a filter no index answers (metadata, text, flag):
@@ -473,10 +480,9 @@ class SQLiteViews:
         return [_task(r, offset + i + 1, offset + i + 1 == total) for i, r in enumerate(rows)]
 
     def user_activity(self, user_id: str) -> list[tuple[int, int]]:
-        day = f"start_ns / {NS_PER_DAY} - (start_ns % {NS_PER_DAY} < 0)"
         return [(d, n) for d, n in self.conn.execute(
-            f"SELECT {day} AS day, count(*) FROM tasks WHERE user_id = ? GROUP BY day"
-            " ORDER BY day", (user_id,))]
+            f"SELECT {utc_day_sql('start_ns')} AS day, count(*) FROM tasks WHERE user_id = ?"
+            " GROUP BY day ORDER BY day", (user_id,))]
 
     def user_tasks(self, user_id: str, limit: int) -> list[TaskRow]:
         rows = self.conn.execute(
