@@ -54,6 +54,7 @@ from starlette.routing import Mount
 from phospho_otel.aggregator.extract import origin_of
 from phospho_otel.api.jaeger import jaeger_routes
 from phospho_otel.model.records import Extraction, Origin, SpanRecord
+from phospho_otel.receiver.decode import parse_json
 from phospho_otel.store import open_store
 
 TARGET_MS = 50.0
@@ -198,7 +199,8 @@ def main() -> int:
             return 0
 
         store = open_store(path)
-        app = Starlette(routes=[Mount("/jaeger", routes=jaeger_routes(store))])
+        app = Starlette(routes=[Mount("/jaeger", routes=jaeger_routes(
+            store, parse_otlp_json=parse_json))])
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
         )

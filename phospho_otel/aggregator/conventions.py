@@ -46,6 +46,8 @@ __all__ = [
     "READ_PREFIXES",
     "SCOPE_PREFIXES",
     "SESSION_KEYS",
+    "STREAMED_CALL",
+    "STREAM_COMPLETION",
     "SYSTEM_KEYS",
     "USER_KEYS",
     "WANTED_KEYS",
@@ -104,7 +106,7 @@ CONVENTIONS: tuple[Convention, ...] = (
         "logfire",  # its ids come as session.id / user.id (logfire.set_baggage)
         marker_keys=("logfire.span_type", "logfire.msg_template"),
         scope_prefixes=("logfire",),
-        not_task=(("logfire.span_type", "log"),),
+        not_task=(("logfire.span_type", "log"), ("logfire.span_type", "annotation")),
         name_key="logfire.msg",
     ),
     Convention(
@@ -163,6 +165,14 @@ MARKER_KEYS: tuple[tuple[str, str], ...] = tuple(
 SCOPE_PREFIXES: tuple[tuple[str, str], ...] = tuple(
     (prefix, c.name) for c in CONVENTIONS for prefix in c.scope_prefixes)
 NOT_TASK: tuple[tuple[str, str], ...] = tuple(pair for c in CONVENTIONS for pair in c.not_task)
+STREAM_COMPLETION = ("logfire.msg_template", "streaming response from ")
+"""Logfire's record of a streamed LLM call's end: a log span (``NOT_TASK`` otherwise)
+whose template starts so, carrying the whole turn (the input messages, the reply, the
+usage); it is the streamed turn's task."""
+STREAMED_CALL = (("logfire.span_type", "span"), "gen_ai.operation.name")
+"""Logfire's span of a streamed LLM call: this pair and this key, an input but no output
+(it ends when the stream is handed to the app) and no error status. Not a task: its
+``STREAM_COMPLETION`` record is (a failed call, with its error status, stays the task)."""
 NAME_KEYS: tuple[str, ...] = tuple(c.name_key for c in CONVENTIONS if c.name_key)
 READ_PREFIXES: tuple[str, ...] = ("phospho.", *INPUT_MESSAGE_PREFIXES,
                                   *OUTPUT_MESSAGE_PREFIXES)

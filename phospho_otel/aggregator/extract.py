@@ -74,14 +74,25 @@ Which spans become tasks and feedback:
   OpenInference CHAIN, a Traceloop ``@workflow``, a Langfuse ``@observe``) is a step of
   that task, never a task itself; one under plain spans (a web server's span without
   ids) is the task when its trace arrives in one request. A candidate whose ancestry is
-  not all in its request is not a task: the OTel SDK's batch processor exports children
-  before or with their parent, so when a parent is missing, it arrives later and, if it
-  is a candidate, is the task then. The rule depends only on what one request holds, so
-  re-sending a request is idempotent, and a turn is never counted twice (within a
-  service, a task never has a task or candidate among its ancestors, whatever the split
-  into requests). What
-  it can miss: a candidate under plain spans that arrive in a later request (no task for
-  that turn); across services, each service's local root is its own task.
+  not all in its request is *deferred*: not a task yet, and a ``candidate`` span
+  annotation (counter ``tasks_deferred``) that ``aggregator.annotations`` resolves
+  against the stored trace after each write to that trace: once its ancestry up to a
+  local root is stored, the rule above decides on the whole stored trace (a task when
+  every ancestor is plain, else a step). So whatever the order the spans of a turn
+  arrive in, and however they are split into requests or sent again, the same one task
+  per turn comes out once all of them are stored, and a turn is never counted twice
+  (within a service, a task never has a task or candidate among its ancestors). Across
+  services, each service's local root is its own task. A candidate whose local parent
+  never arrives stays deferred.
+
+* **Logfire annotations** (``logfire.experimental.annotations.record_feedback``: a span
+  with ``logfire.span_type = "annotation"``, child of the annotated span): never a task
+  or a step; a ``feedback`` span annotation (``SpanAnnotationRecord``) of the annotated
+  span (its parent), resolved to the task that span is or belongs to by
+  ``aggregator.annotations``: flag from the value of attribute
+  ``<logfire.feedback.name>`` (``flags.flag_of``), notes ``logfire.feedback.comment``,
+  source ``logfire:<name>``. A value that maps to no flag, or an annotation without a
+  parent, is counted (``annotations_skipped_invalid``) and skipped.
 
 Session and user ids go on every span row (from whichever convention), so traces can be
 found by session or user, whether or not the span is a task.
@@ -99,7 +110,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from phospho_otel.aggregator.conventions import (
     INPUT_KEYS,
@@ -111,11 +122,14 @@ from phospho_otel.aggregator.conventions import (
     OUTPUT_MESSAGE_PREFIXES,
     READ_PREFIXES,
     SESSION_KEYS,
+    STREAM_COMPLETION,
+    STREAMED_CALL,
     SYSTEM_KEYS,
     USER_KEYS,
     WANTED_KEYS,
     convention_of_scope,
 )
+from phospho_otel.aggregator.flags import feedback_body, flag_of
 from phospho_otel.aggregator.messages import (
     ASSISTANT_ROLES,
     SYSTEM_ROLES,
@@ -135,6 +149,7 @@ from phospho_otel.model.records import (
     FeedbackRecord,
     Origin,
     SessionEventRecord,
+    SpanAnnotationRecord,
     SpanRecord,
     TaskRecord,
 )
@@ -193,6 +208,10 @@ _SESSION_ID = SessionAttributes.SESSION_ID
 _SESSION_END_EVENT = SessionEventNames.END
 _SESSION_START_EVENT = SessionEventNames.START
 _PREVIOUS_ID = SessionAttributes.SESSION_PREVIOUS_ID
+_LOGFIRE_SPAN_TYPE = "logfire.span_type"
+_LOGFIRE_ANNOTATION = "annotation"
+_LOGFIRE_FEEDBACK_NAME = "logfire.feedback.name"
+_LOGFIRE_FEEDBACK_COMMENT = "logfire.feedback.comment"
 _INVALID = {  # span type -> (what it is, in a problem text; its counter)
     _TASK_TYPE: ("task", "tasks_skipped_invalid"),
     _FEEDBACK_TYPE: ("feedback", "feedback_skipped_invalid"),
@@ -395,11 +414,26 @@ def _has_io(attrs: _Attrs) -> bool:
     return any(key.startswith(_MESSAGE_PREFIXES) for key in attrs)
 
 
-def _is_not_task(attrs: _Attrs) -> bool:
+def _has_output(attrs: _Attrs) -> bool:
+    for key in OUTPUT_KEYS:
+        if type(attrs.get(key)) is str:
+            return True
+    return any(key.startswith(OUTPUT_MESSAGE_PREFIXES) for key in attrs)
+
+
+_COMPLETION_KEY, _COMPLETION_PREFIX = STREAM_COMPLETION
+(_STREAMED_KEY, _STREAMED_VALUE), _STREAMED_OPERATION = STREAMED_CALL
+
+
+def _is_not_task(attrs: _Attrs, status_code: int) -> bool:
+    """Whether a candidate is never a task: a log record sent as a span (but a streamed
+    call's completion record), or the span of a streamed call (``conventions``)."""
     for key, value in NOT_TASK:
         if attrs.get(key) == value:
-            return True
-    return False
+            template = attrs.get(_COMPLETION_KEY)
+            return not (type(template) is str and template.startswith(_COMPLETION_PREFIX))
+    return (attrs.get(_STREAMED_KEY) == _STREAMED_VALUE and _STREAMED_OPERATION in attrs
+            and status_code != Status.STATUS_CODE_ERROR and not _has_output(attrs))
 
 
 def _foreign_input(attrs: _Attrs,
@@ -486,14 +520,15 @@ def _foreign_task(f: _ForeignSpan) -> TaskRecord:
 class _Extractor:
     """Collects one request's records, span by span (``extract``)."""
 
-    __slots__ = ("counters", "feedback", "groups", "pending", "problems", "rejected",
-                 "session_events", "span_count", "span_lists", "tasks")
+    __slots__ = ("annotations", "counters", "feedback", "groups", "pending", "problems",
+                 "rejected", "session_events", "span_count", "span_lists", "tasks")
 
     def __init__(self) -> None:
         self.groups: list[tuple[Origin, list[SpanRecord]]] = []
         self.tasks: list[TaskRecord] = []
         self.feedback: list[FeedbackRecord] = []
         self.session_events: list[SessionEventRecord] = []
+        self.annotations: list[SpanAnnotationRecord] = []
         self.problems: list[str] = []
         self.counters: dict[str, int] = {}
         self.span_count = 0
@@ -572,9 +607,12 @@ class _Extractor:
             if span_type is not None:
                 self.ours(span_type, attrs, span, trace_id, span_id, service)
                 continue
+            if attrs.get(_LOGFIRE_SPAN_TYPE) == _LOGFIRE_ANNOTATION:
+                self.logfire_annotation(span, trace_id, span_id, parent)
+                continue
             if session_id is None and user_id is None:
                 continue  # without ids, not a task: no need to look for its input
-            if not _has_io(attrs) or _is_not_task(attrs):
+            if not _has_io(attrs) or _is_not_task(attrs, span.status.code):
                 continue
             candidate = _ForeignSpan(
                 span, attrs, trace_id, span_id, session_id, user_id, service,
@@ -611,6 +649,26 @@ class _Extractor:
         except _InvalidSpan as exc:
             kind, counter = _INVALID[span_type]  # type: ignore[index]  # a known str
             self.count(counter, f"{kind} span {span.name!r} skipped: {exc}")
+
+    def logfire_annotation(self, span: Span, trace_id: bytes, span_id: bytes,
+                           parent: bytes) -> None:
+        """The feedback annotation of a Logfire annotation span (module doc)."""
+        values = {kv.key: kv.value for kv in span.attributes}
+        name = _string(values.get(_LOGFIRE_FEEDBACK_NAME)) or ""
+        value = values.get(name) if name else None
+        flag = flag_of(any_value_to_python(value)) if value is not None else None
+        if not parent or flag is None:
+            self.count("annotations_skipped_invalid",
+                       f"Logfire annotation {span.name!r} skipped: "
+                       + ("no annotated (parent) span" if not parent else
+                          f"its value {name!r} maps to no success or failure"))
+            return
+        comment = _string(values.get(_LOGFIRE_FEEDBACK_COMMENT)) or None
+        body = feedback_body(flag, comment, f"logfire:{name}")
+        self.annotations.append(SpanAnnotationRecord(
+            trace_id, parent, span_id, "feedback", _JSON.encode(body),
+            span.end_time_unix_nano))
+        self.count("annotations_received")
 
     def session_end_event(self, span: Span, session_id: str | None, trace_id: bytes,
                           span_id: bytes) -> None:
@@ -667,12 +725,23 @@ class _Extractor:
             above = parents[(trace_id, pending.span_id)]
             for _ in range(len(parents)):  # a cycle of parent ids ends here
                 key = (trace_id, above)
-                if key in candidates or key not in parents:
+                if key in candidates:
+                    break  # a step of that task or candidate
+                if key not in parents:
+                    self.defer(pending)
                     break
                 above = parents[key]
                 if not above:
                     self.tasks.append(_foreign_task(pending))
                     break
+
+    def defer(self, candidate: _ForeignSpan) -> None:
+        """A candidate whose ancestry leaves the request: decided on the stored trace by
+        ``aggregator.annotations`` (module doc)."""
+        self.annotations.append(SpanAnnotationRecord(
+            candidate.trace_id, candidate.span_id, candidate.span_id, "candidate", "{}",
+            candidate.span.end_time_unix_nano))
+        self.count("tasks_deferred")
 
     def result(self) -> Extraction:
         if self.pending:
@@ -683,7 +752,7 @@ class _Extractor:
             batch_rollup = rollup(tasks)
         return Extraction(self.groups, tasks, self.feedback, self.span_count, self.rejected,
                           self.counters, self.problems, batch_rollup,
-                          tuple(self.session_events))
+                          tuple(self.session_events), tuple(self.annotations))
 
 
 def extract(

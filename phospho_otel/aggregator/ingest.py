@@ -17,6 +17,15 @@ or parsed (its span count is not known yet): it refuses once the queue alone is 
 budget. Once closed both raise ``errors.StoreClosed``. The writer takes every queued
 request (up to ``max_group_spans``) into one write: one fsync per group, however many
 small requests arrive.
+
+Logs requests (``submit_logs``) take the same queue, their log records counted as spans
+for admission; what they yield is span annotations (``aggregator.logs``). After each
+write the writer resolves the annotations of the traces it touched
+(``aggregator.annotations``: the traces of the batch's annotations, and of its spans once
+the store holds any annotation) and writes what they yield (tasks from GenAI content,
+feedback from evaluations and Logfire annotations) before any request of the batch is
+acknowledged: a crash in between loses nothing acknowledged, and the client's retry
+resolves them again.
 """
 
 from __future__ import annotations
@@ -30,14 +39,17 @@ import time
 from concurrent.futures import Future
 from typing import NamedTuple
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
+from phospho_otel.aggregator.annotations import resolve
 from phospho_otel.aggregator.extract import extract
+from phospho_otel.aggregator.logs import count_log_records, extract_logs
 from phospho_otel.errors import Overloaded, StoreClosed
 from phospho_otel.model.records import Extraction
-from phospho_otel.store.api import StoreWriter, WriteResult
+from phospho_otel.store.api import Store, StoreWriter, WriteResult
 
 __all__ = ["IngestResult", "Ingestor", "count_spans"]
 
@@ -119,6 +131,14 @@ class Ingestor:
         self._rate: float | None = None  # spans/s, moving average of measured writes
         self._writing_since: float | None = None  # perf_counter() of the write under way
         self._writing_spans = 0
+        self._resolver: Store | None = store if isinstance(store, Store) else None
+        """The store annotations are resolved against (None: a writer that cannot be
+        read, e.g. a test's fault injector, resolves nothing)."""
+        counters = store.counters() if self._resolver is not None else {}
+        self._annotated = bool(counters.get("annotations_received", 0)
+                               or counters.get("tasks_deferred", 0))
+        """Whether the store may hold annotations: then every write's traces are
+        resolved, not only those of the annotations it carries."""
         self._thread = threading.Thread(
             target=self._run, name="phospho-ingest-writer", daemon=True
         )
@@ -201,6 +221,18 @@ class Ingestor:
             raise
         return self._enqueue(extraction, spans)
 
+    def submit_logs(self, request: ExportLogsServiceRequest) -> Future[WriteResult]:
+        """``submit`` for a logs request (``aggregator.logs``): its log records count as
+        spans for admission; the future resolves once what it yields is durable."""
+        records = count_log_records(request)
+        self._reserve(records)
+        try:
+            extraction = extract_logs(request)
+        except BaseException:
+            self._release(records)
+            raise
+        return self._enqueue(extraction, records)
+
     async def ingest(self, request: ExportTraceServiceRequest) -> IngestResult:
         """Store a request; returns once it is durable. Raises ``Overloaded``, or the
         store's error if the write failed."""
@@ -274,6 +306,7 @@ class Ingestor:
             return
         try:
             results = self.store.write([item.extraction for item in items])
+            self._resolve_annotations([item.extraction for item in items])
         except Exception as exc:
             if len(items) > 1:
                 # Isolate the request that failed; the others still get written.
@@ -286,9 +319,28 @@ class Ingestor:
         for item, result in zip(items, results, strict=True):
             item.future.set_result(result)
 
+    def _resolve_annotations(self, batch: list[Extraction]) -> None:
+        """Write what the stored annotations of the batch's traces yield (module doc)."""
+        store = self._resolver
+        if store is None:
+            return
+        trace_ids = {a.trace_id for x in batch for a in x.annotations}
+        if trace_ids:
+            self._annotated = True
+        if self._annotated:
+            trace_ids.update(record.trace_id for x in batch for _, group in x.groups
+                             for record in group)
+        if not trace_ids:
+            return
+        with store.read() as reader:
+            derived = resolve(reader, sorted(trace_ids))
+        if derived is not None:
+            store.write([derived])
+
     def _write_alone(self, item: _Item) -> None:
         try:
             (result,) = self.store.write([item.extraction])
+            self._resolve_annotations([item.extraction])
         except Exception as exc:
             logger.exception("ingest write failed (%d spans)", item.spans)
             item.future.set_exception(exc)

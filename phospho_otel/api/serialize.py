@@ -195,7 +195,11 @@ _USAGE = {"type": ["object", "null"],
                          " null when none reports any, a figure null when none reports it",
           "properties": {"input_tokens": _TOKENS, "output_tokens": _TOKENS,
                          "cost": {"type": ["number", "null"],
-                                  "description": "in the app's currency (usually USD)"}}}
+                                  "description": "USD: as the spans report it, else their"
+                                                 " tokens priced by model (docs/insights.md)"},
+                         "model": {"type": ["string", "null"],
+                                   "description": "the model most of the LLM calls name"
+                                                  " (null for users)"}}}
 
 TASK_FIELDS: dict[str, dict[str, Any]] = {
     "task_id": {"type": "string"}, "session_id": _STR, "user_id": _STR,
@@ -339,11 +343,12 @@ def evaluation_json(e: Evaluation | None) -> dict[str, Any] | None:
 
 
 def usage_json(u: Usage | None) -> dict[str, Any] | None:
-    """``{"input_tokens", "output_tokens", "cost"}`` (cost to 6 decimals), or None."""
+    """``{"input_tokens", "output_tokens", "cost", "model"}`` (cost to 6 decimals), or
+    None."""
     if u is None:
         return None
     return {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
-            "cost": _round(u.cost)}
+            "cost": _round(u.cost), "model": u.model}
 
 
 def task_json(row: TaskRow, analysis: TaskAnalysis | None = None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from phospho_otel.insights.prices import PriceTable
 from phospho_otel.insights.usage import (
     attributes_usage,
     scalar_attributes,
@@ -22,7 +23,7 @@ from phospho_otel.insights.usage import (
     task_subtree,
 )
 from phospho_otel.model.records import TASK_STATUSES
-from phospho_otel.semconv import StepAttributes, UsageAttributes
+from phospho_otel.semconv import StepAttributes
 from phospho_otel.store.api import StoredTrace
 
 __all__ = ["STEP_KINDS", "task_steps"]
@@ -39,17 +40,12 @@ def _kind(attrs: dict[str, Any]) -> str:
     return "span"
 
 
-def _model(attrs: dict[str, Any]) -> Any:
-    for key in UsageAttributes.MODEL_KEYS:
-        if attrs.get(key) is not None:
-            return attrs[key]
-    return None
-
-
 def task_steps(trace: StoredTrace | None, task_span_id: bytes, task_start_ns: int,
-               jaeger_ui_url: str | None = None) -> dict[str, Any]:
+               jaeger_ui_url: str | None = None,
+               prices: PriceTable | None = None) -> dict[str, Any]:
     """The steps of the task whose span is ``task_span_id`` in ``trace`` (see the module
-    doc); no steps when the trace is not stored."""
+    doc), costs not reported priced from ``prices`` (default: the shipped table); no
+    steps when the trace is not stored."""
     trace_url = (f"{jaeger_ui_url.rstrip('/')}/trace/{trace.trace_id.hex()}"
                  if jaeger_ui_url and trace is not None else None)
     subtree = task_subtree(trace, task_span_id)
@@ -57,7 +53,7 @@ def task_steps(trace: StoredTrace | None, task_span_id: bytes, task_start_ns: in
     usages = []
     for span, depth, _ in subtree:
         attrs = scalar_attributes(span)
-        usage = attributes_usage(attrs)
+        usage = attributes_usage(attrs, prices)
         usages.append(usage)
         steps.append({
             "span_id": span.span_id.hex(), "name": span.name, "kind": _kind(attrs),
@@ -66,7 +62,7 @@ def task_steps(trace: StoredTrace | None, task_span_id: bytes, task_start_ns: in
             "duration_ms": round(max(0, span.end_time_unix_nano
                                      - span.start_time_unix_nano) / 1e6, 3),
             "status": TASK_STATUSES[span.status.code] if span.status.code < 3 else "unset",
-            "model": _model(attrs),
+            "model": usage.model,
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
             "cost": usage.cost,
         })
@@ -74,4 +70,4 @@ def task_steps(trace: StoredTrace | None, task_span_id: bytes, task_start_ns: in
     return {"steps": steps,
             "tokens": {"input": total.input_tokens, "output": total.output_tokens},
             "cost": round(total.cost, 6) if total.cost is not None else None,
-            "trace_url": trace_url}
+            "model": total.model, "trace_url": trace_url}

@@ -215,9 +215,10 @@ def _add_steps(ctx: ViewContext, reader: StoreReader, rows: list[TaskRow],
     traces."""
     traces = {t.trace_id: t for t in reader.get_traces(
         dict.fromkeys(r.task.trace_id for r in rows), max_total_spans=MAX_STEP_SPANS)}
+    prices = (ctx.insights_config or InsightsConfig()).prices
     for row, task in zip(rows, out, strict=True):
         task["steps"] = task_steps(traces.get(row.task.trace_id), row.task.span_id,
-                                   row.task.start_ns, ctx.jaeger_ui_url)
+                                   row.task.start_ns, ctx.jaeger_ui_url, prices)
 
 
 def users_page(ctx: ViewContext, args: dict[str, Any], page: Page,

@@ -58,8 +58,8 @@ SESSION_COLUMNS = (
     Column("state", "State", None, "badge"),
     Column("end_reason", "End reason", None, "badge"),
     Column("evaluation.label", "Evaluation", None, "badge"),
-    Column("usage", "Tokens in / out", None, "tokens"),
-    Column("usage.cost", "Cost", None, "cost"),
+    Column("usage", "Tokens in / out", "tokens", "tokens"),
+    Column("usage.cost", "Cost", "cost", "cost"),
     Column("last_input", "Last input", None, "clip"),
 )
 USER_COLUMNS = (
@@ -84,7 +84,8 @@ TASK_COLUMNS = (
     Column("evaluation.label", "Evaluation", None, "badge"),
     Column("flag", "Feedback", None, "badge"),
     Column("events", "Events", None, "events"),
-    Column("usage", "Tokens in / out", None, "tokens"),
+    Column("usage", "Tokens in / out", "tokens", "tokens"),
+    Column("usage.cost", "Cost", "cost", "cost"),
     Column("duration_s", "Duration", None, "duration"),
 )
 

@@ -31,6 +31,7 @@ the rules changed: ``phospho-otel reevaluate``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import threading
@@ -45,7 +46,8 @@ from phospho_otel.insights.endings import decide_session
 from phospho_otel.insights.evaluation import EvaluationPipeline, evaluate_session
 from phospho_otel.insights.events import EventDetector, llm_event_messages, parse_llm_event_answer
 from phospho_otel.insights.llm import JUDGE_SOURCE, LLMClient, LLMJudge
-from phospho_otel.insights.textual import TextAnalysis, analyze_text
+from phospho_otel.insights.prices import PriceTable
+from phospho_otel.insights.textual import TextAnalysis, analyze_texts
 from phospho_otel.insights.usage import USAGE_KEYS, task_usage
 from phospho_otel.insights.webhooks import WebhookSender, event_payload
 from phospho_otel.model.analysis import (
@@ -107,8 +109,15 @@ def _system_prompt(task: TaskRecord) -> str | None:
     """``metadata.system_prompt`` when it is a string (metadata is JSON text)."""
     if '"system_prompt"' not in task.metadata:
         return None
+    return _system_prompt_of(task.metadata)
+
+
+@functools.lru_cache(maxsize=1024)
+def _system_prompt_of(metadata: str) -> str | None:
+    """``_system_prompt`` of a metadata text (the tasks of an app and of a session mostly
+    share theirs: it is decoded once)."""
     try:
-        value = json.loads(task.metadata).get("system_prompt")
+        value = json.loads(metadata).get("system_prompt")
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
@@ -278,7 +287,7 @@ class Analyzer:
         not have before (for webhooks).
 
         Three steps: read what each touched session holds; analyse the text of every task
-        whose text is new (``textual.analyze_text``); then evaluate the tasks (they see
+        whose text is new, together (``textual.analyze_texts``); then evaluate the tasks (they see
         the events) and decide the sessions."""
         changed = {task_id for task_id, _ in changed_tasks}
         by_session: dict[str, None] = {}
@@ -308,9 +317,10 @@ class Analyzer:
         # the text of new and changed tasks, in one batch
         fresh = [(u, i) for u in units for i in sorted(u.redo)
                  if u.rows[i].task.task_id in changed or u.rows[i].task.task_id not in u.known]
-        text_of = {(id(u), i): analyze_text(self.detector, _context(u.rows, i))
-                   for u, i in fresh}
-        usage_of = _usages(reader, [u.rows[i].task for u in units for i in u.redo])
+        texts = analyze_texts(self.detector, [_context(u.rows, i) for u, i in fresh])
+        text_of = {(id(u), i): text for (u, i), text in zip(fresh, texts, strict=True)}
+        usage_of = _usages(reader, [u.rows[i].task for u in units for i in u.redo],
+                           self.config.prices)
         out_tasks: list[TaskAnalysis] = []
         out_sessions: list[SessionAnalysis] = []
         fresh_events: list[TaskAnalysis] = []
@@ -478,8 +488,10 @@ class Analyzer:
         self.stats.classifications += 1
 
 
-def _usages(reader: StoreReader, tasks: Iterable[TaskRecord]) -> dict[str, Usage]:
-    """The usage of each of ``tasks`` that reports any (``usage.task_usage``), by task id,
+def _usages(reader: StoreReader, tasks: Iterable[TaskRecord],
+            prices: PriceTable | None = None) -> dict[str, Usage]:
+    """The usage of each of ``tasks`` that reports any (``usage.task_usage``, costs not
+    reported priced from ``prices``), by task id,
     from their traces read in as few ``get_traces`` calls as ``USAGE_SPANS_PER_READ``
     allows (one, unless the traces are large)."""
     spans_of: dict[bytes, list[tuple[str, bytes]]] = {}
@@ -495,7 +507,7 @@ def _usages(reader: StoreReader, tasks: Iterable[TaskRecord]) -> dict[str, Usage
             break  # none of the rest is stored
         for trace in traces:
             for task_id, span_id in spans_of[trace.trace_id]:
-                usage = task_usage(trace, span_id)
+                usage = task_usage(trace, span_id, prices)
                 if usage.known:
                     out[task_id] = usage
         if sum(len(t.spans) for t in traces) < USAGE_SPANS_PER_READ:

@@ -11,12 +11,15 @@ A file has these sections, each optional (``defaults.toml`` is the commented exa
     [sessions]                 # SessionSettings
     [classes]                  # ClassSettings
     [webhooks]                 # WebhookSettings
+    [prices]                   # "model" = { input = USD per 1M tokens, output = ... }
 
 Merging: a file's ``events`` **replace** the default events unless it says
 ``include_defaults = true`` (then the defaults come first and an event of the file with
 the name of a default replaces it); a file without ``events`` keeps the defaults. The keys
 of ``sessions``, ``classes`` and ``webhooks`` override the defaults one by one. ``judge``
 is never on by default. In TOML, ``api_key_env = ""`` means no key is sent (YAML: null).
+``prices`` are merged over the shipped price table (``insights/prices.toml``) model by
+model: a model of the file replaces the default's price, others are added.
 
 A file that cannot be used raises ``phospho_otel.errors.ConfigurationError`` naming the
 file and the key: an unknown key, a wrong type, a bad regex or scope, a python callable
@@ -38,6 +41,7 @@ from typing import Any, TypeVar
 
 from phospho_otel.errors import ConfigurationError
 from phospho_otel.insights.events import EventDefinition, EventDetector, import_callable
+from phospho_otel.insights.prices import PriceError, PriceTable, default_prices, parse_prices
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -137,11 +141,15 @@ class InsightsConfig:
     sessions: SessionSettings = field(default_factory=SessionSettings)
     classes: ClassSettings = field(default_factory=ClassSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    prices: PriceTable = field(default_factory=default_prices)
+    """What an LLM call costs when its span reports tokens but no cost
+    (``insights.prices``)."""
 
 
 # -- loading ---------------------------------------------------------------------------
 
-_TOP_KEYS = ("include_defaults", "events", "judge", "sessions", "classes", "webhooks")
+_TOP_KEYS = ("include_defaults", "events", "judge", "sessions", "classes", "webhooks",
+             "prices")
 _SECTIONS: dict[str, type[Any]] = {
     "judge": LLMSettings, "sessions": SessionSettings, "classes": ClassSettings,
     "webhooks": WebhookSettings,
@@ -307,6 +315,12 @@ def _merge(data: object, base: InsightsConfig | None) -> InsightsConfig:
     judge = base.judge if base is not None else None
     if "judge" in data:
         judge = _settings(LLMSettings, "judge", data["judge"], None)
+    prices = base.prices if base is not None else default_prices()
+    if "prices" in data:
+        try:
+            prices = prices.merged(parse_prices(data["prices"]))
+        except PriceError as exc:
+            raise _Problem(exc.key, exc.message) from None
     return InsightsConfig(
         events=events,
         judge=judge,
@@ -316,6 +330,7 @@ def _merge(data: object, base: InsightsConfig | None) -> InsightsConfig:
                           base.classes if base else ClassSettings()),
         webhooks=_settings(WebhookSettings, "webhooks", data.get("webhooks", {}),
                            base.webhooks if base else WebhookSettings()),
+        prices=prices,
     )
 
 

@@ -81,13 +81,22 @@ class Usage(NamedTuple):
     input_tokens: int | None
     output_tokens: int | None
     cost: float | None
-    """In the app's currency (usually USD), as reported by the instrumentation."""
+    """USD: as reported by the instrumentation, else priced from the tokens and the model
+    (``insights.prices``); None when neither is known."""
+    model: str | None = None
+    """The model of the LLM calls (the most used when several: of a session, the most
+    used by its tasks); None when no span names one."""
+
+    @property
+    def figures(self) -> bool:
+        """True when tokens or a cost are reported."""
+        return self.input_tokens is not None or self.output_tokens is not None \
+            or self.cost is not None
 
     @property
     def known(self) -> bool:
-        """True when any figure is reported."""
-        return self.input_tokens is not None or self.output_tokens is not None \
-            or self.cost is not None
+        """True when anything is reported: a figure or the model."""
+        return self.figures or self.model is not None
 
 
 class TaskAnalysis(NamedTuple):

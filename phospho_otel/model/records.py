@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from phospho_otel.model.rollup import Rollup
 
 __all__ = [
+    "ANNOTATION_KINDS",
     "CONVENTION_PHOSPHO",
     "SESSION_EVENT_KINDS",
     "TASK_STATUSES",
@@ -25,6 +26,7 @@ __all__ = [
     "FeedbackRecord",
     "Origin",
     "SessionEventRecord",
+    "SpanAnnotationRecord",
     "SpanRecord",
     "TaskFeedback",
     "TaskRecord",
@@ -134,6 +136,32 @@ class SessionEventRecord(NamedTuple):
     time_ns: int
 
 
+ANNOTATION_KINDS = ("content", "feedback", "candidate")
+"""``SpanAnnotationRecord.annotation_kind`` values."""
+
+
+class SpanAnnotationRecord(NamedTuple):
+    """Something said of one span by another record: message content that a log event
+    carries for its span (OTel GenAI ``event_only``), or feedback on the task the span is
+    or belongs to (a GenAI evaluation event, a Logfire annotation span). Kept until the
+    span and its task are known, and resolved by ``aggregator.annotations``."""
+
+    trace_id: bytes
+    span_id: bytes
+    """The span it is about (the log record's span context, the annotated span)."""
+    annotation_id: bytes
+    """8 bytes naming it among the span's annotations: the annotation span's id, or a
+    hash of the log record, so that a record sent again is stored once."""
+    annotation_kind: str
+    """One of ``ANNOTATION_KINDS``."""
+    body: str
+    """A JSON object: ``content``: ``{"attributes": {key: text}, "seq": n}`` (span
+    attributes it stands for); ``feedback``: ``{"flag", "notes", "source"}``;
+    ``candidate``: ``{}`` (a foreign task candidate whose ancestry was not all in its
+    request: ``aggregator.extract``, "One task per turn")."""
+    time_ns: int
+
+
 class TaskFeedback(NamedTuple):
     """A task's latest feedback by time (of its ``FeedbackRecord``s): what the views show."""
 
@@ -163,3 +191,11 @@ class Extraction(NamedTuple):
     tasks or a task id repeats. A store uses it only when that assumption holds."""
     session_events: tuple[SessionEventRecord, ...] = ()
     """Session ends and session feedback (``SessionEventRecord``)."""
+    annotations: tuple[SpanAnnotationRecord, ...] = ()
+    """Annotations of spans (``SpanAnnotationRecord``), stored whatever the spans; a
+    record already stored (same trace, span and annotation id) is ignored."""
+    derived: bool = False
+    """Tasks and feedback not carried by this request's spans (``aggregator.annotations``
+    re-deriving them from stored spans and annotations): written as if their spans were
+    new, and a task replaces a stored version with the same ``(end_ns, span_id)`` (its
+    content may have grown since)."""

@@ -1,4 +1,6 @@
-"""OTLP request bodies -> ``ExportTraceServiceRequest``. Pure functions, no I/O.
+"""OTLP request bodies -> ``ExportTraceServiceRequest`` (``parse_protobuf``,
+``parse_json``) or ``ExportLogsServiceRequest`` (``parse_logs_protobuf``,
+``parse_logs_json``). Pure functions, no I/O.
 
 * protobuf: the wire format, parsed by the upb backend.
 * JSON (OTLP/JSON): lowerCamelCase or original field names, trace and span ids as hex
@@ -31,10 +33,12 @@ import zlib
 from typing import Any
 
 from google.protobuf.message import DecodeError as _ProtobufDecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, SeverityNumber
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
@@ -56,6 +60,8 @@ __all__ = [
     "MAX_SPANS",
     "gunzip",
     "parse_json",
+    "parse_logs_json",
+    "parse_logs_protobuf",
     "parse_protobuf",
 ]
 
@@ -445,5 +451,96 @@ def parse_json(body: bytes, *, max_spans: int = MAX_SPANS,
     except (TypeError, ValueError, OverflowError) as exc:
         # what upb refuses in a value already checked: a string that is not UTF-8 (a lone
         # surrogate from a \ud800 escape)
+        raise DecodeError(f"malformed OTLP/JSON at {where}: {exc}") from exc
+    return request
+
+
+# ----------------------------------------------------------------------------- logs
+
+
+def parse_logs_protobuf(body: bytes, *,
+                        max_elements: int = MAX_ELEMENTS) -> ExportLogsServiceRequest:
+    """Parse an OTLP/protobuf ``ExportLogsServiceRequest``.
+
+    A log record is at least 2 bytes on the wire, as is every element, so a body of ``n``
+    bytes holds at most ``n // 2`` elements: a body whose ``n // 2`` is over
+    ``max_elements`` (8 MB by default) is refused with ``PayloadTooLarge`` unread (log
+    batches are far smaller; the trace walk of ``limits`` is not run on logs).
+    ``DecodeError`` when it is malformed or nested deeper than upb reads."""
+    if len(body) // 2 > max_elements:
+        raise PayloadTooLarge(f"logs request of {len(body)} bytes is over the limit of "
+                              f"{2 * max_elements} bytes: send smaller batches")
+    try:
+        return ExportLogsServiceRequest.FromString(body)
+    except _ProtobufDecodeError as exc:
+        if "MaxDepth" in str(exc):
+            raise depth_error() from None
+        raise DecodeError(
+            f"malformed protobuf: not an OTLP ExportLogsServiceRequest ({exc})"
+        ) from exc
+
+
+_LOG_LEVEL = 3
+"""Levels below the request of a log record (request > resourceLogs > scopeLogs > record)."""
+
+
+def _log_record(record: dict[str, Any], where: str) -> dict[str, Any]:
+    """OTLP/JSON LogRecord -> constructor keywords of ``LogRecord``."""
+    child = _LOG_LEVEL + 1
+    kw: dict[str, Any] = {
+        "time_unix_nano": _int(_field(record, "timeUnixNano", "time_unix_nano"),
+                               f"{where}.timeUnixNano", "fixed64"),
+        "observed_time_unix_nano": _int(
+            _field(record, "observedTimeUnixNano", "observed_time_unix_nano"),
+            f"{where}.observedTimeUnixNano", "fixed64"),
+        "severity_number": _enum(_field(record, "severityNumber", "severity_number") or 0,
+                                 SeverityNumber, f"{where}.severityNumber"),
+        "severity_text": _string(record, "severityText", "severity_text", where),
+        "attributes": _attributes(record, where, child),
+        "dropped_attributes_count": _count(
+            record, "droppedAttributesCount", "dropped_attributes_count", where),
+        "flags": _int(record.get("flags"), f"{where}.flags", "fixed32"),
+        "trace_id": _hex_id(_field(record, "traceId", "trace_id"), 16, f"{where}.traceId"),
+        "span_id": _hex_id(_field(record, "spanId", "span_id"), 8, f"{where}.spanId"),
+        "event_name": _string(record, "eventName", "event_name", where),
+    }
+    body = record.get("body")
+    if body is not None:
+        kw["body"] = _any_value(body, f"{where}.body", child)
+    return kw
+
+
+def parse_logs_json(body: bytes, *,
+                    max_elements: int = MAX_ELEMENTS) -> ExportLogsServiceRequest:
+    """Parse an OTLP/JSON ``ExportLogsServiceRequest``, with the rules of ``parse_json``
+    (hex ids, integers as strings or numbers, unknown fields ignored, ``max_elements``
+    JSON values at most, ``MAX_DEPTH`` levels)."""
+    doc = _dict(_load(body, max_elements), "request")
+    request = ExportLogsServiceRequest()
+    where = "request"
+    try:
+        for i, rl in enumerate(_list(doc, "resourceLogs", "resource_logs", "request")):
+            where_rl = where = f"resourceLogs[{i}]"
+            rl = _dict(rl, where_rl)
+            resource_logs = request.resource_logs.add(
+                schema_url=_string(rl, "schemaUrl", "schema_url", where_rl))
+            resource = _resource_like(rl.get("resource"), f"{where_rl}.resource", 2)
+            resource.pop("name", None)
+            resource.pop("version", None)
+            resource_logs.resource.MergeFrom(Resource(**resource))
+            for j, sl in enumerate(_list(rl, "scopeLogs", "scope_logs", where_rl)):
+                where_sl = where = f"{where_rl}.scopeLogs[{j}]"
+                sl = _dict(sl, where_sl)
+                scope_logs = resource_logs.scope_logs.add(
+                    schema_url=_string(sl, "schemaUrl", "schema_url", where_sl))
+                scope = _resource_like(sl.get("scope"), f"{where_sl}.scope", _LOG_LEVEL)
+                scope_logs.scope.MergeFrom(InstrumentationScope(**scope))
+                records = scope_logs.log_records
+                for k, record in enumerate(_list(sl, "logRecords", "log_records", where_sl)):
+                    where = f"{where_sl}.logRecords[{k}]"
+                    records.append(LogRecord(**_log_record(_dict(record, where), where)))
+    except DecodeError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
         raise DecodeError(f"malformed OTLP/JSON at {where}: {exc}") from exc
     return request

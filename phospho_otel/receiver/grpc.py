@@ -1,4 +1,7 @@
-"""OTLP/gRPC trace receiver: ``opentelemetry.proto.collector.trace.v1.TraceService/Export``.
+"""OTLP/gRPC receiver: ``opentelemetry.proto.collector.trace.v1.TraceService/Export`` and
+``opentelemetry.proto.collector.logs.v1.LogsService/Export`` on one server, through the
+same machinery (everything below holds for both; logs go to ``Ingestor.submit_logs`` and
+are answered with an ``ExportLogsServiceResponse``).
 
 Transport only, as ``receiver.http``. The request is taken as raw bytes and parsed here,
 so a malformed message gets ``INVALID_ARGUMENT`` with a reason (grpcio's own deserializer
@@ -40,19 +43,21 @@ from typing import NoReturn
 
 import grpc
 from google.rpc.error_details_pb2 import RetryInfo
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from phospho_otel.aggregator.ingest import Ingestor
+from phospho_otel.aggregator.ingest import Ingestor, IngestResult
 from phospho_otel.errors import ServerError, StoreError, Unavailable
 from phospho_otel.receiver.auth import BearerToken
 from phospho_otel.receiver.budget import DEFAULT_MAX_BUFFERED_BYTES, ByteBudget, store_error
-from phospho_otel.receiver.decode import parse_protobuf
+from phospho_otel.receiver.decode import parse_logs_protobuf, parse_protobuf
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENT_EXPORTS",
     "IDLE_TIMEOUT_S",
+    "LOGS_SERVICE_NAME",
     "REFUSAL_THREADS",
     "RETRY_INFO_KEY",
     "SERVICE_NAME",
@@ -62,6 +67,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "opentelemetry.proto.collector.trace.v1.TraceService"
+LOGS_SERVICE_NAME = "opentelemetry.proto.collector.logs.v1.LogsService"
 RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
 """Trailing metadata with a ``google.rpc.RetryInfo`` on UNAVAILABLE: the OTel exporters
 wait its ``retry_delay`` before retrying."""
@@ -125,12 +131,34 @@ class _TraceService:
         self.token.check(given)
 
     def export(self, body: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
+        """``TraceService/Export``."""
+        result = self._store(body, context, logs=False)
+        reply = ExportTraceServiceResponse()
+        if result.rejected_spans or result.error_message:
+            reply.partial_success.rejected_spans = result.rejected_spans
+            reply.partial_success.error_message = result.error_message
+        return reply
+
+    def export_logs(self, body: bytes,
+                    context: grpc.ServicerContext) -> ExportLogsServiceResponse:
+        """``LogsService/Export``."""
+        result = self._store(body, context, logs=True)
+        reply = ExportLogsServiceResponse()
+        if result.rejected_spans or result.error_message:
+            reply.partial_success.rejected_log_records = result.rejected_spans
+            reply.partial_success.error_message = result.error_message
+        return reply
+
+    def _store(self, body: bytes, context: grpc.ServicerContext, *,
+               logs: bool) -> IngestResult:
+        """Parse, queue and wait for one request; aborts the call when it cannot."""
         try:
             self._check_token(context)
             with self._slot(), self.budget.reserve() as held:
                 self.ingestor.admit()
                 held.take(len(body))
-                written = self.ingestor.submit(parse_protobuf(body))
+                written = (self.ingestor.submit_logs(parse_logs_protobuf(body)) if logs
+                           else self.ingestor.submit(parse_protobuf(body)))
                 remaining = context.time_remaining()
                 timeout = WRITE_TIMEOUT_S if remaining is None else max(
                     0.1, min(WRITE_TIMEOUT_S, remaining - 0.2))
@@ -146,11 +174,7 @@ class _TraceService:
         except Exception as exc:  # a bug: nothing was acknowledged, so the client retries
             logger.exception("storing an OTLP/gRPC request failed")
             _abort(context, Unavailable(f"store write failed: {exc}"))
-        reply = ExportTraceServiceResponse()
-        if result.rejected_spans or result.error_message:
-            reply.partial_success.rejected_spans = result.rejected_spans
-            reply.partial_success.error_message = result.error_message
-        return reply
+        return result
 
 
 def _address(host: str, port: int) -> str:
@@ -211,7 +235,7 @@ def start_grpc_server(
     max_connections: int | None = None,
     handshake_timeout_s: float = 10.0,
 ) -> tuple[grpc.Server, int]:
-    """Start an OTLP/gRPC trace receiver; returns (server, bound port). Port 0 picks a
+    """Start an OTLP/gRPC trace and logs receiver; returns (server, bound port). Port 0 picks a
     free one. Stop it with ``server.stop(grace)``. Raises ``OSError`` naming the address
     when it cannot be bound.
 
@@ -234,6 +258,16 @@ def start_grpc_server(
             )
         },
     )
+    logs_handler = grpc.method_handlers_generic_handler(
+        LOGS_SERVICE_NAME,
+        {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                service.export_logs,
+                request_deserializer=None,
+                response_serializer=ExportLogsServiceResponse.SerializeToString,
+            )
+        },
+    )
     options: list[tuple[str, int]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -248,7 +282,7 @@ def start_grpc_server(
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max_concurrent_exports + REFUSAL_THREADS,
                            thread_name_prefix="phospho-grpc"),
-        handlers=[handler],
+        handlers=[handler, logs_handler],
         options=options,
         maximum_concurrent_rpcs=None,
     )

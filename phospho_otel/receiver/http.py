@@ -1,4 +1,8 @@
-"""OTLP/HTTP trace receiver: ``POST /v1/traces`` as a Starlette endpoint.
+"""OTLP/HTTP receivers: ``POST /v1/traces`` and ``POST /v1/logs`` as Starlette endpoints.
+
+Both signals go through the same machinery (``_otlp_endpoint``): everything below holds
+for each, the logs endpoint answering with an ``ExportLogsServiceResponse``
+(``rejected_log_records``) and handing its requests to ``Ingestor.submit_logs``.
 
 Transport only: reads the body, decodes it (``receiver.decode``), hands the request to
 the aggregator (``aggregator.Ingestor``) and replies once it is durable. Accepts
@@ -38,7 +42,9 @@ import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
@@ -61,13 +67,20 @@ from phospho_otel.receiver.budget import (
     Reservation,
     store_error,
 )
-from phospho_otel.receiver.decode import gunzip, parse_json, parse_protobuf
+from phospho_otel.receiver.decode import (
+    gunzip,
+    parse_json,
+    parse_logs_json,
+    parse_logs_protobuf,
+    parse_protobuf,
+)
 
 __all__ = [
     "DECODE_THREADS",
     "OTLP_PATHS",
     "OTLPPathMiddleware",
     "canonical_path",
+    "otlp_logs_endpoint",
     "otlp_status_response",
     "otlp_traces_endpoint",
 ]
@@ -130,17 +143,23 @@ def otlp_status_response(error: ServerError, protobuf: bool) -> Response:
     return Response(body, status_code=error.status, headers=headers, media_type=media_type)
 
 
-def _success_response(result: IngestResult, protobuf: bool) -> Response:
+def _success_response(result: IngestResult, protobuf: bool, logs: bool) -> Response:
+    """The OTLP reply of a stored request (``logs``: an ``ExportLogsServiceResponse``,
+    whose rejected count is ``rejected_log_records``)."""
     if protobuf:
-        reply = ExportTraceServiceResponse()
+        reply: Message = ExportLogsServiceResponse() if logs else ExportTraceServiceResponse()
         if result.rejected_spans or result.error_message:
-            reply.partial_success.rejected_spans = result.rejected_spans
-            reply.partial_success.error_message = result.error_message
+            partial = reply.partial_success  # type: ignore[attr-defined]
+            if logs:
+                partial.rejected_log_records = result.rejected_spans
+            else:
+                partial.rejected_spans = result.rejected_spans
+            partial.error_message = result.error_message
         return Response(reply.SerializeToString(), media_type=PROTOBUF)
     doc: dict[str, object] = {}
     if result.rejected_spans or result.error_message:
         doc["partialSuccess"] = {
-            "rejectedSpans": str(result.rejected_spans),
+            "rejectedLogRecords" if logs else "rejectedSpans": str(result.rejected_spans),
             "errorMessage": result.error_message,
         }
     return Response(json.dumps(doc).encode(), media_type=JSON)
@@ -199,6 +218,25 @@ def otlp_traces_endpoint(
     bounds the bytes all requests in progress hold at once (shared with the gRPC receiver
     by the server; a budget of ``DEFAULT_MAX_BUFFERED_BYTES`` if none is given);
     ``decode_threads`` decode bodies."""
+    return _otlp_endpoint(ingestor, max_body_bytes, budget, decode_threads, logs=False)
+
+
+def otlp_logs_endpoint(
+    ingestor: Ingestor,
+    max_body_bytes: int,
+    *,
+    budget: ByteBudget | None = None,
+    decode_threads: int = DECODE_THREADS,
+) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint for ``POST /v1/logs`` feeding ``ingestor``
+    (``Ingestor.submit_logs``); the arguments as ``otlp_traces_endpoint``'s (the server
+    gives both endpoints the same budget)."""
+    return _otlp_endpoint(ingestor, max_body_bytes, budget, decode_threads, logs=True)
+
+
+def _otlp_endpoint(ingestor: Ingestor, max_body_bytes: int, budget: ByteBudget | None,
+                   decode_threads: int, *, logs: bool) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint of one signal (``logs``: logs, else traces); see the module doc."""
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be >= 1")
     if decode_threads < 1:
@@ -214,11 +252,15 @@ def otlp_traces_endpoint(
         if gzip:
             body = gunzip(body, max_body_bytes)
             held.take(len(body))
+        if logs:
+            logs_export = parse_logs_protobuf(body) if protobuf else parse_logs_json(body)
+            del body
+            return ingestor.submit_logs(logs_export)
         export = parse_protobuf(body) if protobuf else parse_json(body)
         del body
         return ingestor.submit(export)
 
-    async def receive_traces(request: Request) -> Response:
+    async def receive(request: Request) -> Response:
         media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         protobuf = media_type in _PROTOBUF_TYPES
         try:
@@ -240,6 +282,6 @@ def otlp_traces_endpoint(
         except Exception as exc:  # a bug: nothing was acknowledged, so the client retries
             logger.exception("storing an OTLP/HTTP request failed")
             return otlp_status_response(Unavailable(f"store write failed: {exc}"), protobuf)
-        return _success_response(result, protobuf)
+        return _success_response(result, protobuf, logs)
 
-    return receive_traces
+    return receive

@@ -17,7 +17,7 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from time import time_ns
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -205,6 +205,15 @@ def _add_processor_keeping_others(provider: TracerProvider, processor: SpanProce
         add(processor)
 
 
+def _takes_processors(provider: object) -> bool:
+    """Whether a global provider that is not the SDK's takes span processors as the SDK's
+    does (Logfire's ``ProxyTracerProvider`` around an SDK provider): ``init()`` then
+    attaches to it. A new global provider cannot be set over one already set, and the
+    app's instrumentations would keep using the first: our processor would get nothing."""
+    return callable(getattr(provider, "add_span_processor", None)) and hasattr(
+        provider, "resource")
+
+
 def init(
     *,
     endpoint: str | None = None,
@@ -235,7 +244,8 @@ def init(
       ``OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION``.
     - ``service_name``: the resource's ``service.name``; ``OTEL_SERVICE_NAME``.
     - ``tracer_provider``: an SDK ``TracerProvider`` to attach to; by default the
-      global one if it is an SDK provider, else a new one that becomes global.
+      global one if it is an SDK provider or takes span processors as one (Logfire's),
+      else a new one that becomes global.
     - ``max_queue_size`` (``PHOSPHO_MAX_QUEUE_SIZE``, 100,000 spans),
       ``max_attribute_bytes`` (``PHOSPHO_MAX_ATTRIBUTE_BYTES``, 64 KiB),
       ``max_export_batch_size`` (512), ``schedule_delay_s`` (0.2), ``timeout_s`` (10:
@@ -270,8 +280,8 @@ def init(
         provider = tracer_provider
         if provider is None:
             current = trace.get_tracer_provider()
-            if isinstance(current, TracerProvider):
-                provider = current
+            if isinstance(current, TracerProvider) or _takes_processors(current):
+                provider = cast(TracerProvider, current)  # or duck-typed (Logfire's)
             else:
                 attributes = {SERVICE_NAME: settings.service_name} if settings.service_name else {}
                 provider = TracerProvider(resource=Resource.create(attributes))

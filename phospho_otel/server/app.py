@@ -2,7 +2,8 @@
 
 Routes::
 
-    POST /v1/traces                 OTLP/HTTP ingest (receiver.http)
+    POST /v1/traces                 OTLP/HTTP trace ingest (receiver.http)
+    POST /v1/logs                   OTLP/HTTP logs ingest: GenAI events (receiver.http)
     GET  /healthz                   liveness, always open
     GET  /api/...                   session, user, task and insight views (api.routes)
     GET  /api/openapi.json          the OpenAPI description of /api
@@ -35,7 +36,12 @@ from phospho_otel.insights import InsightsCache
 from phospho_otel.insights.config import InsightsConfig
 from phospho_otel.receiver.auth import LoopbackHostMiddleware, is_loopback
 from phospho_otel.receiver.budget import ByteBudget
-from phospho_otel.receiver.http import OTLPPathMiddleware, otlp_traces_endpoint
+from phospho_otel.receiver.decode import parse_json
+from phospho_otel.receiver.http import (
+    OTLPPathMiddleware,
+    otlp_logs_endpoint,
+    otlp_traces_endpoint,
+)
 from phospho_otel.server.settings import ServerSettings
 from phospho_otel.store.api import Store
 
@@ -61,9 +67,13 @@ def create_app(store: Store, ingestor: Ingestor, settings: ServerSettings, *,
         Route("/v1/traces", otlp_traces_endpoint(ingestor, settings.max_body_bytes,
                                                  budget=budget),
               methods=["POST"]),
+        Route("/v1/logs", otlp_logs_endpoint(ingestor, settings.max_body_bytes,
+                                             budget=budget),
+              methods=["POST"]),
         *feedback_routes(ingestor, store),  # POST /api/{tasks,sessions}/{id}/feedback
         *api_routes(views),
-        Mount(settings.jaeger_prefix, routes=jaeger_routes(store)),
+        Mount(settings.jaeger_prefix, routes=jaeger_routes(
+            store, parse_otlp_json=parse_json, max_body_bytes=settings.max_body_bytes)),
         *dashboard_routes(views, ingestor, settings.token),
     ]
     middleware = [Middleware(OTLPPathMiddleware)]  # //v1/traces is /v1/traces

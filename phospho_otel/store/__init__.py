@@ -8,8 +8,10 @@
   the embedded SQLite store (``store.sqlite.SQLiteStore``).
 * ``clickhouse://HOST[:PORT]/DATABASE``: the scale-out store on a ClickHouse server
   (``store.clickhouse.ClickHouseStore``; PORT is the native-protocol port, 9000 by
-  default; ``clickhouse://user:password@HOST...`` for credentials). Needs the
-  ``clickhouse`` extra (``pip install 'phospho-otel[clickhouse]'``).
+  default; ``clickhouse://user:password@HOST...`` for credentials;
+  ``...?cluster=NAME`` for a ClickHouse cluster: replicated tables created on every
+  server of it). Needs the ``clickhouse`` extra
+  (``pip install 'phospho-otel[clickhouse]'``).
 
 A new backend is one package here implementing ``store.api.Store``, one branch in
 ``open_store``, and a run of ``tests/store_conformance`` against it.
@@ -18,7 +20,7 @@ A new backend is one package here implementing ``store.api.Store``, one branch i
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from phospho_otel.errors import ConfigurationError
 from phospho_otel.store.api import Store, StoreReader, StoreWriter, WriteResult
@@ -64,8 +66,8 @@ def store_path(url: str) -> tuple[str, str]:
 
 
 def clickhouse_address(url: str) -> dict[str, Any]:
-    """``host``, ``port``, ``database`` (and ``user``, ``password`` when given) of a
-    ``clickhouse://`` URL; raises ``ConfigurationError`` for an unusable one."""
+    """``host``, ``port``, ``database`` (and ``user``, ``password``, ``cluster`` when
+    given) of a ``clickhouse://`` URL; raises ``ConfigurationError`` for an unusable one."""
     parts = urlsplit(url)
     try:
         port = parts.port
@@ -86,6 +88,17 @@ def clickhouse_address(url: str) -> dict[str, Any]:
         address["user"] = unquote(parts.username)
     if parts.password:
         address["password"] = unquote(parts.password)
+    options = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(options) - {"cluster"})
+    if unknown:
+        raise ConfigurationError(f"store URL {url!r}: unknown option {unknown[0]!r};"
+                                 f" the only one is ?cluster=NAME")
+    if "cluster" in options:
+        cluster = options["cluster"][-1]
+        if not cluster or not cluster.replace("_", "").isalnum():
+            raise ConfigurationError(f"store URL {url!r}: the cluster must be one name of"
+                                     " letters, digits and _ (?cluster=NAME)")
+        address["cluster"] = cluster
     return address
 
 

@@ -11,8 +11,12 @@ Contracts every backend keeps (``tests/store_conformance`` checks them on each):
 * **Durable**: ``write`` returns once the batch would survive a crash; all or nothing.
 * **Idempotent**: a span delivered again (same trace and span id) changes nothing; a
   task id logged again keeps the version with the latest ``(end_ns, span_id)``; feedback
-  before its task applies when the task arrives. So any arrival order, any number of
+  before its task applies when the task arrives; a span annotation delivered again (same
+  trace, span and annotation id) is stored once. So any arrival order, any number of
   deliveries, give the same views.
+* **Derived extractions** (``Extraction.derived``, written by the aggregator from stored
+  spans and annotations): their tasks and feedback are written though no span of theirs
+  is new, and a task replaces a stored version with an equal ``(end_ns, span_id)``.
 * **Rollups follow ``phospho_otel.model.rollup``**.
 * **Threading**: ``write`` from one thread at a time (the aggregator's writer); ``read``,
   ``counters`` and everything on a reader from any thread (a reader from one thread at a
@@ -36,6 +40,7 @@ from phospho_otel.model.analysis import SessionAnalysis, TaskAnalysis, Usage, Us
 from phospho_otel.model.records import (
     Extraction,
     SessionEventRecord,
+    SpanAnnotationRecord,
     TaskFeedback,
     TaskRecord,
 )
@@ -48,8 +53,10 @@ __all__ = [
     "MAX_SPANS_PER_TRACE",
     "METADATA_KEY_FORBIDDEN",
     "METADATA_TEXT",
+    "SESSION_ANALYSIS_SORTS",
     "SESSION_SORTS",
     "SESSION_TAG",
+    "TASK_ANALYSIS_SORTS",
     "TASK_FLAGS",
     "TASK_SORTS",
     "USER_ANALYSIS_SORTS",
@@ -127,8 +134,13 @@ class StoreWriter(Protocol):
 
 # ----------------------------------------------------------------------------- views
 
-SESSION_SORTS = ("start_time", "end_time", "task_count", "duration_s", "session_id")
-"""Sort keys of the session list."""
+SESSION_SORTS = ("start_time", "end_time", "task_count", "duration_s", "session_id",
+                 "tokens", "cost")
+"""Sort keys of the session list. ``tokens`` (input + output) and ``cost`` come from the
+analyzer's results (``SESSION_ANALYSIS_SORTS``); a session without the figure sorts as -1
+(last when descending)."""
+SESSION_ANALYSIS_SORTS = ("tokens", "cost")
+"""The session sort keys a backend without insights refuses (``BadRequest``)."""
 USER_SORTS = ("last_seen", "first_seen", "task_count", "session_count", "user_id",
               "success_rate", "tokens", "cost")
 """Sort keys of the user list. ``success_rate``, ``tokens`` (input + output) and ``cost``
@@ -136,8 +148,11 @@ come from the analyzer's results (``USER_ANALYSIS_SORTS``); a user without the f
 sorts as -1 (last when descending)."""
 USER_ANALYSIS_SORTS = ("success_rate", "tokens", "cost")
 """The user sort keys a backend without insights refuses (``BadRequest``)."""
-TASK_SORTS = ("start_time",)
-"""Sort keys of the task list."""
+TASK_SORTS = ("start_time", "tokens", "cost")
+"""Sort keys of the task list. ``tokens`` and ``cost`` come from the analyzer's results
+(``TASK_ANALYSIS_SORTS``), -1 for a task without the figure."""
+TASK_ANALYSIS_SORTS = ("tokens", "cost")
+"""The task sort keys a backend without insights refuses (``BadRequest``)."""
 TASK_FLAGS = ("success", "failure", "none")
 """Values of ``TaskFilter.flag`` (``none``: no feedback)."""
 METADATA_TEXT = (
@@ -600,6 +615,11 @@ class TraceReader(Protocol):
         """Ids of the traces matching ``query`` (one of their spans matches every
         condition), newest matching span first, at most ``query.limit``. Raises
         ``BadRequest`` when the query is not ``is_indexed``."""
+        ...
+
+    def span_annotations(self, trace_ids: Iterable[bytes]) -> list[SpanAnnotationRecord]:
+        """The stored span annotations of these traces (each once), in no particular
+        order."""
         ...
 
     def services(self) -> list[str]:

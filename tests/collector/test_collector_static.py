@@ -161,10 +161,10 @@ class TestOtelcolConfig:
                 assert storage in service["extensions"], f"{name}: storage {storage}"
 
     def test_pipelines_complete(self, path: Path) -> None:
-        """Each pipeline is a traces pipeline with receivers, memory_limiter first, batch,
-        and exporters."""
+        """Each pipeline is a traces or logs pipeline with receivers, memory_limiter
+        first, batch, and exporters."""
         for pipe_name, pipeline in load(path)["service"]["pipelines"].items():
-            assert ctype(pipe_name) == "traces"
+            assert ctype(pipe_name) in ("traces", "logs")
             assert pipeline.get("receivers"), f"{pipe_name}: no receiver"
             assert pipeline.get("exporters"), f"{pipe_name}: no exporter"
             processors = pipeline.get("processors", [])
@@ -244,7 +244,8 @@ class TestRotelEnv:
         assert set(settings) <= listed, sorted(set(settings) - listed)
 
     def test_route_to_the_aggregator(self) -> None:
-        """Exports OTLP/HTTP to the aggregator's default HTTP port, gzipped, traces only."""
+        """Exports OTLP/HTTP to the aggregator's default HTTP port, gzipped, traces and
+        logs (no metrics)."""
         s = parse_env_file(ROTEL_ENV)
         assert s["ROTEL_EXPORTER"] == "otlp"
         assert s["ROTEL_OTLP_EXPORTER_PROTOCOL"] == "http"
@@ -252,7 +253,7 @@ class TestRotelEnv:
         assert urlsplit(s["ROTEL_OTLP_EXPORTER_ENDPOINT"]).path in ("", "/")
         assert s["ROTEL_OTLP_EXPORTER_COMPRESSION"] == "gzip"
         assert s["ROTEL_OTLP_RECEIVER_METRICS_DISABLED"] == "true"
-        assert s["ROTEL_OTLP_RECEIVER_LOGS_DISABLED"] == "true"
+        assert s["ROTEL_OTLP_RECEIVER_LOGS_DISABLED"] == "false"
 
     def test_batch_and_retry_settings(self) -> None:
         """Batches fit the aggregator's body limit and the SDK's requests fit rotel's gRPC

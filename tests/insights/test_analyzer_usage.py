@@ -148,7 +148,7 @@ def test_a_later_task_updates_the_sums(store: Store) -> None:
     tasks, sessions, users = usages(store)
     assert close(tasks["a2"], EXPECTED_TASKS["a2"])
     with store.read() as r:
-        assert r.task_analyses(["a3"])["a3"].usage == Usage(1, 1, None)
+        assert r.task_analyses(["a3"])["a3"].usage == Usage(1, 1, None, "m")
     assert close(sessions["s1"], Usage(351, 56, 0.0035))
     assert close(users["u1"], Usage(358, 59, 0.0035))
 
@@ -183,7 +183,8 @@ def test_the_api_answers_usage(tmp_path: Path) -> None:
         analyzer.stop()
         tasks = {t["task_id"]: t for t in client.get("/api/tasks").json()["items"]}
         assert tasks["a2"]["usage"] == {"input_tokens": 250, "output_tokens": 35,
-                                        "cost": 0.0025}
+                                        "cost": 0.0025, "model": None}
+        assert tasks["a1"]["usage"]["model"] == "m"
         assert tasks["c1"]["usage"] is None
         for task_id, task in tasks.items():
             steps = client.get(f"/api/tasks/{task_id}", params={"steps": "true"}).json()
@@ -196,11 +197,12 @@ def test_the_api_answers_usage(tmp_path: Path) -> None:
                                                totals["tokens"]["output"], totals["cost"])
         sessions = {s["session_id"]: s for s in client.get("/api/sessions").json()["items"]}
         assert sessions["s1"]["usage"] == {"input_tokens": 350, "output_tokens": 55,
-                                           "cost": 0.0035}
-        assert sessions["s2"]["usage"] == {"input_tokens": 7, "output_tokens": 3, "cost": None}
+                                           "cost": 0.0035, "model": "m"}
+        assert sessions["s2"]["usage"] == {"input_tokens": 7, "output_tokens": 3, "cost": None,
+                                           "model": None}
         assert sessions["s3"]["usage"] is None
         users = {u["user_id"]: u for u in client.get("/api/users").json()["items"]}
         assert users["u1"]["usage"] == {"input_tokens": 357, "output_tokens": 58,
-                                        "cost": 0.0035}
+                                        "cost": 0.0035, "model": None}
         assert users["u2"]["usage"] is None
         assert client.get("/api/users/u1").json()["usage"] == users["u1"]["usage"]

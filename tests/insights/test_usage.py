@@ -59,6 +59,10 @@ class TestSpanUsage:
         pytest.param({"langfuse.observation.usage_details": '{"input": 5, "output": 7}',
                       "langfuse.observation.cost_details": '{"total": 0.001}'},
                      Usage(5, 7, 0.001), id="langfuse-json"),
+        pytest.param({"langfuse.observation.usage_details":
+                      '{"completion_tokens": 10, "prompt_tokens": 13, "total_tokens": 23,'
+                      ' "prompt_tokens_details": null}'},
+                     Usage(13, 10, None), id="langfuse-openai-names"),
         pytest.param({"gen_ai.usage.input_tokens": "40", "llm.cost.total": "0.1"},
                      Usage(40, None, 0.1), id="numbers-as-text"),
         pytest.param({"gen_ai.usage.input_tokens": True, "llm.cost.total": "NaN",

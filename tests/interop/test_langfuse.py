@@ -1,24 +1,29 @@
 """Langfuse 5: the ``langfuse.openai`` drop-in client inside ``@observe`` turns, ids from
 ``propagate_attributes``, exported to ``LANGFUSE_BASE_URL`` with
-``LANGFUSE_OTEL_TRACES_EXPORT_PATH=/v1/traces`` (which Langfuse posts to ``//v1/traces``)."""
+``LANGFUSE_OTEL_TRACES_EXPORT_PATH=/v1/traces`` (which Langfuse posts to ``//v1/traces``,
+which the aggregator takes); through rotel, whose receiver takes ``/v1/traces`` only, with
+``v1/traces``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import httpx
+import pytest
 
 from phospho_otel.receiver.http import canonical_path
-from tests.interop.harness import check_views, interop_env, run_app
+from tests.interop.harness import ROUTES, check_views, interop_env, run_app
 
 
-def test_langfuse_views(tmp_path: Path) -> None:
-    with interop_env(tmp_path) as (aggregator, env):
+@pytest.mark.parametrize("route", ROUTES)
+def test_langfuse_views(tmp_path: Path, route: str) -> None:
+    with interop_env(tmp_path, route) as (aggregator, env):
         run_app("langfuse", env={
             **env,
             "LANGFUSE_PUBLIC_KEY": "pk-lf-interop", "LANGFUSE_SECRET_KEY": "sk-lf-interop",
-            "LANGFUSE_BASE_URL": aggregator.base_url,
-            "LANGFUSE_OTEL_TRACES_EXPORT_PATH": "/v1/traces",
+            "LANGFUSE_BASE_URL": env["OTLP_BASE_URL"],
+            "LANGFUSE_OTEL_TRACES_EXPORT_PATH": "/v1/traces" if route == "direct"
+                                                else "v1/traces",
             "LANGFUSE_TRACING_ENVIRONMENT": "test",
         })
         check_views(aggregator.store, "langfuse")

@@ -1,5 +1,6 @@
 """OpenInference (``openinference-instrumentation-openai``): plain LLM spans, and each
-turn an ``@tracer.chain`` function around the LLM call (one task per turn, not two)."""
+turn an ``@tracer.chain`` function around the LLM call (one task per turn, not two);
+sent direct, and (chain) once through rotel."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 from tests.interop.harness import check_views, interop_env, run_app
 
 
-@pytest.mark.parametrize("mode", ["plain", "chain"])
-def test_openinference_views(tmp_path: Path, mode: str) -> None:
-    with interop_env(tmp_path) as (aggregator, env):
+@pytest.mark.parametrize(("mode", "route"),
+                         [("plain", "direct"), ("chain", "direct"), ("chain", "rotel")])
+def test_openinference_views(tmp_path: Path, mode: str, route: str) -> None:
+    with interop_env(tmp_path, route) as (aggregator, env):
         run_app("openinference", mode, env=env)
         check_views(aggregator.store, "openinference")

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.interop.harness import check_views, interop_env, run_app, running_aggregator
+import pytest
+
+from tests.interop.harness import ROUTES, check_views, interop_env, run_app, running_aggregator
 
 SPANS = 24
 """12 turns, each a CHAIN span and its LLM span."""
 
 
-def test_init_after_phoenix_register_keeps_phoenix_exporter(tmp_path: Path) -> None:
-    with interop_env(tmp_path) as (ours, env), \
+@pytest.mark.parametrize("route", ROUTES)
+def test_init_after_phoenix_register_keeps_phoenix_exporter(tmp_path: Path,
+                                                            route: str) -> None:
+    """Our aggregator direct or behind rotel; Phoenix's always direct."""
+    with interop_env(tmp_path, route) as (ours, env), \
             running_aggregator(tmp_path / "phoenix.db") as phoenix:
         run_app("openinference", "phoenix",
                 env={**env, "PHOENIX_TRACES_URL": phoenix.traces_url})

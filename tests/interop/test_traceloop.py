@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.interop.harness import check_views, interop_env, run_app
+import pytest
+
+from tests.interop.harness import ROUTES, check_views, interop_env, run_app
 
 
-def test_traceloop_views(tmp_path: Path) -> None:
-    with interop_env(tmp_path) as (aggregator, env):
+@pytest.mark.parametrize("route", ROUTES)
+def test_traceloop_views(tmp_path: Path, route: str) -> None:
+    with interop_env(tmp_path, route) as (aggregator, env):
         run_app("traceloop", env=env)
         check_views(aggregator.store, "traceloop")

@@ -213,7 +213,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def _serve(store: Store) -> AbstractContextManager[int]:
-    return serve_asgi(Starlette(routes=[Mount("/jaeger", routes=jaeger_routes(store))]))
+    routes = jaeger_routes(store, parse_otlp_json=parse_json)
+    return serve_asgi(Starlette(routes=[Mount("/jaeger", routes=routes)]))
 
 
 class TestReadBack:

@@ -15,7 +15,8 @@
     GET /api/v3/operations?service=&spanKind=
     GET /api/v3/traces?query.serviceName=&query.startTimeMin=&query.startTimeMax=...
     GET /api/v3/traces/{trace_id}
-    GET /api/v3/trace-summaries?query.*
+    GET /api/v3/trace-summaries?query.*        (the UI's search)
+    POST /api/transform                        an uploaded OTLP/JSON file -> v1 traces
 
 The shapes are Jaeger's: see ``v1`` and ``v3`` (protocol mapping only: they read
 ``store.api.TraceReader``). ``trace_links`` builds Jaeger UI search URLs for a session's
@@ -29,6 +30,11 @@ from urllib.parse import urlencode
 
 from starlette.routing import BaseRoute, Route
 
+from phospho_otel.api.jaeger.transform import (
+    MAX_TRANSFORM_BYTES,
+    OTLPJSONParser,
+    transform_endpoint,
+)
 from phospho_otel.api.jaeger.v1 import JaegerV1
 from phospho_otel.api.jaeger.v3 import JaegerV3
 from phospho_otel.store.api import SESSION_TAG, USER_TAG, Store
@@ -39,11 +45,14 @@ LINK_MARGIN_US = 60_000_000
 """Widening of a link's time window on each side (one minute), for clock skew."""
 
 
-def jaeger_routes(store: Store) -> list[BaseRoute]:
+def jaeger_routes(store: Store, *, parse_otlp_json: OTLPJSONParser,
+                  max_body_bytes: int = MAX_TRANSFORM_BYTES) -> list[BaseRoute]:
     """The Jaeger API routes over ``store``, to mount under a prefix (``/jaeger``).
 
     Handlers are synchronous (Starlette runs them in its thread pool); each request
-    reads one snapshot (``store.read()``).
+    reads one snapshot (``store.read()``). ``parse_otlp_json`` (the receiver's
+    ``decode.parse_json``) and ``max_body_bytes``: how ``/api/transform`` reads the file
+    it is given.
     """
     v1 = JaegerV1(store)
     v3 = JaegerV3(store)
@@ -60,6 +69,8 @@ def jaeger_routes(store: Store) -> list[BaseRoute]:
         Route("/api/v3/traces", v3.search, methods=get),
         Route("/api/v3/traces/{trace_id}", v3.trace, methods=get),
         Route("/api/v3/trace-summaries", v3.summaries, methods=get),
+        Route("/api/transform", transform_endpoint(parse_otlp_json, max_body_bytes),
+              methods=["POST"]),
     ]
 
 

@@ -412,7 +412,8 @@ class JaegerV1:
         service = params.get("service", "")
         tags = _tags_params(request)
         if not service and SESSION_TAG not in tags and USER_TAG not in tags:
-            raise BadRequest("parameter 'service' is required")
+            raise BadRequest("parameter 'service' is required (unless tags has session.id or"
+                             " user.id)")
         start_us = _int_param(request, "start", None)
         end_us = _int_param(request, "end", None)
         if start_us is not None:

@@ -22,7 +22,8 @@ from clickhouse_driver import errors as ch_errors
 
 from phospho_otel.errors import StoreError, StoreUnavailable
 
-__all__ = ["DEFAULT_PORT", "ClientPool", "Endpoint", "failure", "first_line", "is_retryable"]
+__all__ = ["CLUSTER_SETTINGS", "DEFAULT_PORT", "ClientPool", "Endpoint", "failure", "first_line",
+           "is_retryable"]
 
 # The driver logs every failed connection attempt with its traceback (WARNING); the
 # store's errors already say it in one line (``failure``), so only its errors are shown.
@@ -46,6 +47,17 @@ _RETRYABLE_CODES = frozenset({
 """Server error codes that pass with time (``is_retryable``)."""
 
 
+CLUSTER_SETTINGS: dict[str, str | int] = {
+    # an INSERT into a Distributed table returns once the shard's replica has written
+    # it (not once it is queued on the local disk): acknowledged means written
+    "insert_distributed_sync": 1,
+    # ``x IN (SELECT ... FROM <Distributed>)`` inside a distributed read: the subquery
+    # runs once, on the server asked, and its result goes to every shard
+    "distributed_product_mode": "global",
+}
+"""Query settings on a cluster (``Endpoint.cluster``); both exist in ClickHouse 18.16."""
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """Where the store lives: a server's native port and a database."""
@@ -57,9 +69,13 @@ class Endpoint:
     password: str = ""
     connect_timeout_s: float = 5.0
     query_timeout_s: float = 30.0
+    cluster: str | None = None
+    """A cluster of the server's ``remote_servers``: the schema is then created on every
+    server of it (``schema.on_cluster``)."""
 
     def __str__(self) -> str:
-        return f"clickhouse://{self.host}:{self.port}/{self.database}"
+        where = f"clickhouse://{self.host}:{self.port}/{self.database}"
+        return where if self.cluster is None else f"{where}?cluster={self.cluster}"
 
     def client(self) -> Client:
         """A new (lazily connecting) client on the server's default database."""
@@ -67,7 +83,13 @@ class Endpoint:
                       connect_timeout=self.connect_timeout_s,
                       send_receive_timeout=self.query_timeout_s,
                       sync_request_timeout=self.connect_timeout_s,
-                      settings={"strings_encoding": "utf-8"})
+                      settings={"strings_encoding": "utf-8", **self.settings()})
+
+    def settings(self) -> dict[str, str | int]:
+        """The query settings of this store's queries (beyond the driver's)."""
+        if self.cluster is None:
+            return {}
+        return CLUSTER_SETTINGS
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -70,7 +70,8 @@ def tasks_sql(db: str, visible: str, task_filter: str = "") -> str:
     """Each task's latest version and latest feedback (``TASK_COLUMNS``)."""
     rest = TaskRecord._fields[1:]
     where = _and(visible, task_filter)
-    versions = (f"SELECT task_id, argMax(tuple({', '.join(rest)}), tuple(end_ns, span_id))"
+    versions = (f"SELECT task_id, argMax(tuple({', '.join(rest)}),"
+                " tuple(end_ns, span_id, written))"
                 f" AS v FROM {db}.tasks WHERE {where} GROUP BY task_id")
     latest = ", ".join(f"v.{i} AS {name}" for i, name in enumerate(rest, 1))
     flags = (f"SELECT task_id, argMax(tuple(flag, time_ns, notes, source),"

@@ -10,6 +10,7 @@ sort value and id). A task's ``position`` is its 1-based rank in its session by
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 from clickhouse_driver import Client
@@ -19,7 +20,9 @@ from phospho_otel.model.records import TaskFeedback, TaskRecord
 from phospho_otel.model.rollup import SessionRollup, UserRollup
 from phospho_otel.store.api import (
     METADATA_KEY_FORBIDDEN,
+    SESSION_ANALYSIS_SORTS,
     SESSION_SORTS,
+    TASK_ANALYSIS_SORTS,
     TASK_SORTS,
     USER_ANALYSIS_SORTS,
     USER_SORTS,
@@ -31,13 +34,27 @@ from phospho_otel.store.api import (
     UserFilter,
     UserRow,
 )
+from phospho_otel.store.clickhouse.analysis_sql import (
+    USER_FIGURE_SORTS,
+    session_analysis_conditions,
+    task_analysis_conditions,
+    user_class_condition,
+    with_user_figures,
+)
+from phospho_otel.store.clickhouse.rollup_store import (
+    DIRTY_LIMIT,
+    Touched,
+    literal,
+    stored_sessions_sql,
+    stored_users_sql,
+    touched,
+)
 from phospho_otel.store.clickhouse.rollups import (
     TASK_COLUMNS,
     sessions_sql,
     tasks_sql,
     users_sql,
 )
-from phospho_otel.store.no_analysis import refuse_analysis_filters
 
 __all__ = ["NS_PER_DAY", "ClickHouseViews", "session_conditions", "task_conditions",
            "user_conditions", "user_row", "utc_day_sql"]
@@ -48,6 +65,8 @@ _SESSION_SORT_SQL = {
     "task_count": "task_count",
     "duration_s": "(end_ns - start_ns)",
     "session_id": "session_id",
+    # the insights' figures: refused before any query (``list_sessions``)
+    **dict.fromkeys(SESSION_ANALYSIS_SORTS, "session_id"),
 }
 NS_PER_DAY = 86_400 * 1_000_000_000
 
@@ -65,14 +84,24 @@ _USER_SORT_SQL = {
     "task_count": "task_count",
     "session_count": "session_count",
     "user_id": "user_id",
-    # the insights' sorts: refused before any query (``list_users``)
-    **dict.fromkeys(USER_ANALYSIS_SORTS, "user_id"),
+    # the insights' figures, joined for these sorts only (``list_users``)
+    **USER_FIGURE_SORTS,
 }
-_TASK_SORT_SQL = {"start_time": "start_ns"}
+_TASK_SORT_SQL = {"start_time": "start_ns",
+                  # the insights' figures: refused before any query (``list_tasks``)
+                  **dict.fromkeys(TASK_ANALYSIS_SORTS, "task_id")}
 assert tuple(_SESSION_SORT_SQL) == SESSION_SORTS and tuple(_USER_SORT_SQL) == USER_SORTS
 assert tuple(_TASK_SORT_SQL) == TASK_SORTS
 
 _RECORD = len(TaskRecord._fields)
+
+
+def _refuse_figure_sort(page: Page, figures: tuple[str, ...], listed: str) -> None:
+    """``BadRequest`` for a sort by an analysis figure this backend cannot sort by yet."""
+    if page.sort in figures:
+        raise BadRequest(f"sort: {listed} sorted by {page.sort} need the insights' figures"
+                         " per row, which the clickhouse store cannot sort by yet; use the"
+                         " SQLite store to sort by it")
 _USER_FIELDS = len(UserRollup._fields)
 
 
@@ -140,8 +169,8 @@ def task_conditions(f: TaskFilter) -> tuple[list[str], dict[str, Any]]:
 
 
 def session_conditions(f: SessionFilter) -> tuple[list[str], dict[str, Any]]:
-    """Conditions (on ``sessions_sql``'s columns) and parameters of a session filter."""
-    refuse_analysis_filters("ClickHouse", f)
+    """Conditions (on ``sessions_sql``'s columns) and parameters of a session filter's
+    user and time range (its analysis fields: ``ClickHouseViews.session_where``)."""
     where: list[str] = []
     params: dict[str, Any] = {}
     if f.user_id is not None:
@@ -153,8 +182,7 @@ def session_conditions(f: SessionFilter) -> tuple[list[str], dict[str, Any]]:
 
 def user_conditions(f: UserFilter) -> tuple[list[str], dict[str, Any]]:
     """Conditions of a user filter: active in the range means last seen at or after
-    ``from``, first seen before ``to``."""
-    refuse_analysis_filters("ClickHouse", f)
+    ``from``, first seen before ``to`` (its class: ``ClickHouseViews.user_where``)."""
     where: list[str] = []
     params: dict[str, Any] = {}
     if f.user_id is not None:
@@ -181,9 +209,36 @@ class ClickHouseViews:
     db: str
     visible: str
     version: float
+    analysed: str
+    """The condition selecting the snapshot's committed analysis batches."""
+    users_run: str
+    """The SQL of the snapshot's latest classification batch."""
+    snapshot: int
+    """The snapshot's largest batch."""
+    stored_rollups: bool
+    """Read session and user rollups from their stored rows (``rollup_store``); False:
+    compute them all from the tasks at read."""
+    unfolded: tuple[int, ...]
+    """The snapshot's batches that no fold at or before it has folded."""
 
     def data_version(self) -> float:
         return self.version
+
+    # -- filters -------------------------------------------------------------------------
+
+    def session_where(self, f: SessionFilter) -> tuple[list[str], dict[str, Any]]:
+        """Conditions on ``sessions_sql``'s columns of every field of a session filter
+        but its metadata."""
+        where, params = session_conditions(f)
+        more, more_params = session_analysis_conditions(f, self.db, self.analysed)
+        return [*where, *more], {**params, **more_params}
+
+    def user_where(self, f: UserFilter) -> tuple[list[str], dict[str, Any]]:
+        """Conditions on ``users_sql``'s columns of every field of a user filter but its
+        metadata."""
+        where, params = user_conditions(f)
+        more, more_params = user_class_condition(f, self.db, self.users_run)
+        return [*where, *more], {**params, **more_params}
 
     # -- sources -------------------------------------------------------------------------
 
@@ -192,19 +247,77 @@ class ClickHouseViews:
         return (f"task_id IN (SELECT task_id FROM {self.db}.task_keys WHERE key = '{key}'"
                 f" AND value = %({param})s)")
 
+    @cached_property
+    def dirty(self) -> Touched | None:
+        """The ids the stored rollups do not cover at this snapshot (read live), or None:
+        compute every rollup live (stored rollups off, or too many ids)."""
+        if not self.stored_rollups or len(self.unfolded) > DIRTY_LIMIT:
+            return None
+        ids = touched(self.client, self.db, self.unfolded)
+        if max(len(ids.sessions), len(ids.users)) > DIRTY_LIMIT:
+            return None
+        return ids
+
+    def _clean(self, kind: str, key: str) -> bool:
+        """Whether session or user (``kind``) ``key`` is read from its stored row."""
+        dirty = self.dirty
+        return dirty is not None and key not in getattr(dirty, kind)
+
     def sessions(self, task_filter: str = "") -> str:
-        return sessions_sql(self.db, self.visible, task_filter)
+        """Every session's rollup; with ``task_filter``, computed live from those tasks."""
+        dirty = self.dirty
+        if task_filter or dirty is None:
+            return sessions_sql(self.db, self.visible, task_filter)
+        if not dirty.sessions:
+            return stored_sessions_sql(self.db, self.snapshot)
+        these = literal(dirty.sessions)
+        live = sessions_sql(self.db, self.visible, self._in_values("session", these))
+        return (f"{stored_sessions_sql(self.db, self.snapshot, f'session_id NOT IN {these}')}"
+                f" UNION ALL SELECT * FROM ({live}) WHERE session_id IN {these}")
+
+    def _in_values(self, key: str, values: str) -> str:
+        """A ``task_filter``: the tasks that ever had one of these session or user ids
+        (``values``: an SQL tuple or subquery)."""
+        return (f"task_id IN (SELECT task_id FROM {self.db}.task_keys WHERE key = '{key}'"
+                f" AND value IN {values})")
+
+    def _sessions_of_user(self, user_param: str) -> str:
+        """The ids of the sessions that ever had a task of the user (an SQL subquery)."""
+        return (f"(SELECT value FROM {self.db}.task_keys WHERE key = 'session' AND"
+                f" {self._keyed('user', user_param)})")
+
+    def _live_users(self, user_param: str | None = None, users: str = "") -> str:
+        """Users' rollups computed from their tasks: every user's, one (``user_param``),
+        or those of an SQL tuple (``users``)."""
+        if user_param is None and not users:
+            return users_sql(self.db, self.visible)
+        mine = (self._keyed("user", user_param) if user_param is not None
+                else self._in_values("user", users))
+        owned = self._in_values(
+            "session", f"(SELECT value FROM {self.db}.task_keys WHERE key = 'session'"
+                       f" AND {mine})")
+        return users_sql(self.db, self.visible, mine, owned)
 
     def users(self, user_param: str | None = None) -> str:
         """Every user's rollup, or (``user_param``: the parameter holding a user id) one."""
-        if user_param is None:
-            return users_sql(self.db, self.visible)
-        sessions_of_user = (
-            f"task_id IN (SELECT task_id FROM {self.db}.task_keys WHERE key = 'session' AND"
-            f" value IN (SELECT value FROM {self.db}.task_keys WHERE key = 'session' AND"
-            f" {self._keyed('user', user_param)}))")
-        return users_sql(self.db, self.visible, self._keyed("user", user_param),
-                         sessions_of_user)
+        dirty = self.dirty
+        if dirty is None:
+            return self._live_users(user_param)
+        if user_param is not None:
+            # (the stored row is read when the user is clean: ``_user_source``)
+            return self._live_users(user_param)
+        if not dirty.users:
+            return stored_users_sql(self.db, self.snapshot)
+        these = literal(dirty.users)
+        return (f"{stored_users_sql(self.db, self.snapshot, f'user_id NOT IN {these}')}"
+                f" UNION ALL SELECT * FROM ({self._live_users(users=these)})"
+                f" WHERE user_id IN {these}")
+
+    def _user_source(self, user_id: str, user_param: str) -> str:
+        """One user's rollup: its stored row when clean, else computed live."""
+        if self._clean("users", user_id):
+            return stored_users_sql(self.db, self.snapshot, f"user_id = %({user_param})s")
+        return self._live_users(user_param)
 
     def _having_task(self, column: str, pairs: Sequence[tuple[str, str]],
                      where: list[str], params: dict[str, Any]) -> None:
@@ -294,9 +407,8 @@ class ClickHouseViews:
 
     def list_tasks(self, where: TaskFilter, page: Page, *,
                    with_total: bool = True) -> Listing[TaskRow]:
-        refuse_analysis_filters("ClickHouse", where)
-        conditions: list[str] = []
-        params: dict[str, Any] = {}
+        _refuse_figure_sort(page, TASK_ANALYSIS_SORTS, "tasks")
+        conditions, params = task_analysis_conditions(where, self.db, self.analysed)
         task_filter = ""
         if where.user_id is not None:
             conditions.append("user_id = %(user_id)s")
@@ -340,7 +452,8 @@ class ClickHouseViews:
     # -- sessions ----------------------------------------------------------------------
 
     def list_sessions(self, where: SessionFilter, page: Page) -> Listing[SessionRollup]:
-        conditions, params = session_conditions(where)
+        _refuse_figure_sort(page, SESSION_ANALYSIS_SORTS, "sessions")
+        conditions, params = self.session_where(where)
         self._having_task("session_id", where.metadata, conditions, params)
         source = self.sessions()
         rows, next_cursor = self._page(source=source, id_column="session_id",
@@ -350,38 +463,53 @@ class ClickHouseViews:
                        self._count(source, conditions, params), next_cursor)
 
     def get_session(self, session_id: str) -> SessionRollup | None:
-        rows = self._rows(f"SELECT * FROM ({self.sessions(self._keyed('session', 'sid'))})"
-                          " WHERE session_id = %(sid)s", {"sid": session_id})
+        if self._clean("sessions", session_id):
+            source = stored_sessions_sql(self.db, self.snapshot, "session_id = %(sid)s")
+        else:
+            source = self.sessions(self._keyed("session", "sid"))
+        rows = self._rows(f"SELECT * FROM ({source}) WHERE session_id = %(sid)s",
+                          {"sid": session_id})
         return SessionRollup._make(rows[0]) if rows else None
 
     def user_sessions(self, user_id: str, limit: int) -> list[SessionRollup]:
-        sessions_of_user = (
-            f"task_id IN (SELECT task_id FROM {self.db}.task_keys WHERE key = 'session' AND"
-            f" value IN (SELECT value FROM {self.db}.task_keys WHERE key = 'session' AND"
-            f" {self._keyed('user', 'uid')}))")
         rows = self._rows(
-            f"SELECT * FROM ({self.sessions(sessions_of_user)}) WHERE user_id = %(uid)s"
+            f"SELECT * FROM ({self._user_sessions('uid')}) WHERE user_id = %(uid)s"
             f" ORDER BY start_ns DESC, session_id DESC LIMIT {int(limit)}", {"uid": user_id})
         return [SessionRollup._make(r) for r in rows]
+
+    def _user_sessions(self, user_param: str) -> str:
+        """The rollups of the sessions that ever had a task of the user (whose owner may
+        be the user): stored rows of clean ones, live for dirty ones."""
+        mine = self._sessions_of_user(user_param)
+        dirty = self.dirty
+        if dirty is None:
+            return self.sessions(self._in_values("session", mine))
+        if not dirty.sessions:
+            return stored_sessions_sql(self.db, self.snapshot, f"session_id IN {mine}")
+        these = literal(dirty.sessions)
+        stored = stored_sessions_sql(self.db, self.snapshot,
+                                     f"session_id IN {mine} AND session_id NOT IN {these}")
+        live = self.sessions(self._in_values("session", these))
+        return (f"{stored} UNION ALL SELECT * FROM ({live})"
+                f" WHERE session_id IN {these} AND session_id IN {mine}")
 
     # -- users -------------------------------------------------------------------------
 
     def list_users(self, where: UserFilter, page: Page) -> Listing[UserRow]:
-        if page.sort in USER_ANALYSIS_SORTS:
-            raise BadRequest(f"sort: {page.sort} comes from the insights, and the"
-                             " clickhouse store keeps no insights yet (docs/insights.md);"
-                             " use the SQLite store to sort by it")
-        conditions, params = user_conditions(where)
+        conditions, params = self.user_where(where)
         self._having_task("user_id", where.metadata, conditions, params)
-        source = self.users("user_id" if where.user_id is not None else None)
+        source = (self.users() if where.user_id is None
+                  else self._user_source(where.user_id, "user_id"))
+        if page.sort in USER_ANALYSIS_SORTS:
+            source = with_user_figures(source, self.db, self.analysed)
         rows, next_cursor = self._page(source=source, id_column="user_id", sorts=_USER_SORT_SQL,
                                        where=conditions, params=params, page=page)
         return Listing([user_row(r) for r in rows], self._count(source, conditions, params),
                        next_cursor)
 
     def get_user(self, user_id: str) -> UserRow | None:
-        rows = self._rows(f"SELECT * FROM ({self.users('uid')}) WHERE user_id = %(uid)s",
-                          {"uid": user_id})
+        rows = self._rows(f"SELECT * FROM ({self._user_source(user_id, 'uid')})"
+                          " WHERE user_id = %(uid)s", {"uid": user_id})
         return user_row(rows[0]) if rows else None
 
 

@@ -14,6 +14,10 @@ How a batch is written (``ClickHouseWriter.write``), keeping ``store.api``'s con
    view.
 3. Rows go in with one INSERT per table (``origins``, ``spans``, ``tasks``,
    ``feedback``, ``counters``); the materialized views fill the lookup tables.
+   Span annotations are appended to ``span_annotations`` (deduplicated at read). A
+   derived extraction (``Extraction.derived``) has no spans: its tasks and feedback are
+   all kept, and its tasks count as a later version of a stored one with an equal
+   ``(end_ns, span_id)`` (reads take, among equal versions, the later batch).
 4. Last, the batch's row in ``commits``. Reads see only committed batches: a write that
    fails half-way leaves nothing visible, and its retry (a new batch) writes it all
    again.
@@ -38,11 +42,13 @@ from phospho_otel.model.records import (
     Extraction,
     FeedbackRecord,
     Origin,
+    SpanAnnotationRecord,
     SpanRecord,
     TaskRecord,
 )
 from phospho_otel.store.api import WriteResult
 from phospho_otel.store.clickhouse.schema import HEX_FIELDS, TABLE_COLUMNS
+from phospho_otel.store.clickhouse.session_events import insert_session_events
 from phospho_otel.store.writing import only_new, write_result
 
 __all__ = ["LOOKUP_CHUNK", "BatchIds", "ClickHouseWriter", "committed"]
@@ -93,6 +99,7 @@ _span_row = _hex_row(SpanRecord._fields)
 _task_row = _hex_row(TaskRecord._fields)
 _feedback_row = _hex_row(FeedbackRecord._fields)
 _origin_row = _hex_row(Origin._fields)
+_annotation_row = _hex_row(SpanAnnotationRecord._fields)
 
 _PYTHON_TYPES: dict[str, tuple[type, ...]] = {"String": (str, bytes), "Int32": (int,),
                                               "Int64": (int,), "UInt64": (int,)}
@@ -171,11 +178,12 @@ class ClickHouseWriter:
         counters: dict[str, int] = {}
         results = [self._one(x, seen, known, rows, counters, batch_id) for x in batch]
         rows["counters"] = [[k, v, batch_id] for k, v in counters.items() if v]
-        for table in ("origins", "tasks", "feedback"):
+        for table in ("origins", "tasks", "feedback", "span_annotations"):
             _check(table, rows[table])
-        for table in ("origins", "spans", "tasks", "feedback", "counters"):
+        for table in ("origins", "spans", "tasks", "feedback", "span_annotations", "counters"):
             if rows[table]:
                 self.client.execute(self._inserts[table], rows[table])
+        insert_session_events(self.client, self.db, batch, rows["spans"], batch_id)
         self.client.execute(self._inserts["commits"], [[batch_id, self.replica, time.time_ns()]])
         self._origins_written.update(bytes.fromhex(r[0]) for r in rows["origins"])
         if len(self._origins_written) > 100_000:
@@ -204,8 +212,9 @@ class ClickHouseWriter:
             if added and origin.hash not in self._origins_written:
                 rows["origins"].append(_origin_row(origin))
         stored = len(new_keys)
-        tasks = only_new(x.tasks, new_keys)
-        feedback = only_new(x.feedback, new_keys)
+        tasks = x.tasks if x.derived else only_new(x.tasks, new_keys)
+        feedback = x.feedback if x.derived else only_new(x.feedback, new_keys)
+        rows["span_annotations"].extend([*_annotation_row(a), batch_id] for a in x.annotations)
         tasks_new = replaced = superseded = 0
         latest: dict[str, TaskRecord] = {}
         for task in tasks:
@@ -224,7 +233,7 @@ class ClickHouseWriter:
                 tasks_new += 1
             else:
                 superseded += 1
-                if version <= old:
+                if version < old or (version == old and not x.derived):
                     continue
                 replaced += 1
             known[task_id] = version

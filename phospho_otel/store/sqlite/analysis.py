@@ -16,10 +16,11 @@ user-class windows) and ``position_stats`` (labels by place in the session) are 
 deltas from the old and new analysis of each task, so the figures over a million tasks
 are read from a few thousand rows.
 
-Usage (``USAGE_COLUMNS``: tokens and cost, NULL when not reported) is kept with each task
-and session analysis; ``user_facts`` sums it per user over ``task_analysis`` (a covering
-partial index holds the tasks that report any), and ``user_analysis`` keeps those sums as
-of the last time the classes were decided.
+Usage (``USAGE_COLUMNS``: tokens, cost and model, NULL when not reported) is kept with
+each task and session analysis; ``user_facts`` sums the figures per user over
+``task_analysis`` (a covering partial index holds the tasks that report any), and
+``user_analysis`` keeps those sums as of the last time the classes were decided (a user's
+model is not computed: NULL).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from phospho_otel.store.api import PendingAnalysis, SessionFilter, UserFacts
 from phospho_otel.store.sqlite.views import NS_PER_DAY, session_where, utc_day_sql
 
 __all__ = [
+    "FIGURE_COLUMNS",
     "MAX_POSITION",
     "NS_PER_DAY",
     "REPHRASE_SOURCE",
@@ -63,16 +65,17 @@ MAX_POSITION = 20
 _BAD_ENDINGS = ("abandoned_after_failure", "abandoned_after_error", "frustrated")
 REPHRASE_SOURCE = "heuristic:rephrase"
 
-USAGE_COLUMNS = "input_tokens, output_tokens, cost"
+USAGE_COLUMNS = "input_tokens, output_tokens, cost, model"
 """A ``model.analysis.Usage``'s columns (NULL when not reported), on each analysis table."""
+FIGURE_COLUMNS = ("input_tokens", "output_tokens", "cost")
+"""The usage columns that sum over tasks."""
 TASK_COLUMNS = ("task_id, session_id, user_id, start_ns, position, eval_label, eval_score,"
                 " eval_source, eval_reason, events, sentiment_score, sentiment_label,"
                 f" language, analyzed_ns, judge_pending, {USAGE_COLUMNS}")
 SESSION_COLUMNS = ("session_id, user_id, state, ended_ns, end_reason, end_evidence,"
                    " active_duration_ns, eval_label, eval_score, eval_source, eval_reason,"
                    f" event_counts, analyzed_ns, {USAGE_COLUMNS}")
-_USAGE = USAGE_COLUMNS.split(", ")
-_REPORTS_USAGE = " OR ".join(f"{c} IS NOT NULL" for c in _USAGE)
+_REPORTS_USAGE = " OR ".join(f"{c} IS NOT NULL" for c in FIGURE_COLUMNS)
 """The condition of the partial index ``task_analysis_usage`` (schema.py), word for word."""
 dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -81,13 +84,16 @@ def ids_json(values: Iterable[str]) -> str:
     return dumps(list(values))
 
 
-def usage_row(usage: Usage | None) -> tuple[int | None, int | None, float | None]:
+def usage_row(usage: Usage | None) -> tuple[int | None, int | None, float | None, str | None]:
     """The ``USAGE_COLUMNS`` values of ``usage`` (NULLs for None)."""
-    return (None, None, None) if usage is None else tuple(usage)  # type: ignore[return-value]
+    if usage is None:
+        return (None, None, None, None)
+    return (usage.input_tokens, usage.output_tokens, usage.cost, usage.model)
 
 
-def _usage(tokens_in: int | None, tokens_out: int | None, cost: float | None) -> Usage | None:
-    usage = Usage(tokens_in, tokens_out, cost)
+def _usage(tokens_in: int | None, tokens_out: int | None, cost: float | None,
+           model: str | None = None) -> Usage | None:
+    usage = Usage(tokens_in, tokens_out, cost, model)
     return usage if usage.known else None
 
 
@@ -203,7 +209,7 @@ class SQLiteAnalysis:
             f"  sum(end_reason IN ({bad})) AS bad FROM session_analysis"
             "  WHERE user_id IS NOT NULL GROUP BY user_id) e ON e.user_id = u.user_id"
             # over the covering partial index task_analysis_usage
-            f" LEFT JOIN (SELECT user_id, {', '.join(f'sum({c}) AS {c}' for c in _USAGE)}"
+            f" LEFT JOIN (SELECT user_id, {', '.join(f'sum({c}) AS {c}' for c in FIGURE_COLUMNS)}"
             f"  FROM task_analysis WHERE ({_REPORTS_USAGE}) AND user_id IS NOT NULL"
             "  GROUP BY user_id) g ON g.user_id = u.user_id",
             (window_from_ns // NS_PER_DAY, window_from_ns),

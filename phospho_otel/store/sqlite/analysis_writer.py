@@ -48,7 +48,8 @@ _PUT_SESSION = (f"INSERT INTO session_analysis ({SESSION_COLUMNS}, last_activity
 _USER_SETS = ", ".join(f"{c} = excluded.{c}"
                        for c in ("classes", "analyzed_ns", *USAGE_COLUMNS.split(", ")))
 _PUT_USER = (f"INSERT INTO user_analysis (user_id, classes, analyzed_ns, {USAGE_COLUMNS})"
-             f" VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(user_id) DO UPDATE SET {_USER_SETS}")
+             f" VALUES (?, ?, ?, {', '.join('?' * len(USAGE_COLUMNS.split(', ')))})"
+             f" ON CONFLICT(user_id) DO UPDATE SET {_USER_SETS}")
 
 
 class _Deltas:

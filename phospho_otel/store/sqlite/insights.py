@@ -99,7 +99,11 @@ class SQLiteInsights:
                                   params).fetchone()[0]
         if first is None:
             return []
-        if first < 0:  # before 1970: the jumps below assume days >= 0; group the slow way
+        beyond_range = (where.state, where.end_reason, where.evaluation, where.event,
+                        where.metadata or None) != (None,) * 5
+        # before 1970 (the jumps below assume days >= 0), or conditions the jumps do not
+        # apply (analysis results, metadata): group the slow way
+        if first < 0 or beyond_range:
             return [(int(d), int(n)) for d, n in self.conn.execute(
                 f"SELECT {utc_day_sql('start_ns')} AS day, count(*) FROM sessions{clause}"
                 " GROUP BY day ORDER BY day",

@@ -59,9 +59,31 @@ def _analysis_usage(conn: sqlite3.Connection) -> None:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
 
+def _analysis_model(conn: sqlite3.Connection) -> None:
+    """``model`` on ``task_analysis``, ``session_analysis`` and ``user_analysis``, NULL in
+    the rows already there (until analysed again, as ``analysis_usage``'s columns)."""
+    for table in ("task_analysis", "session_analysis", "user_analysis"):
+        present = _columns(conn, table)
+        if present and "model" not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN model TEXT")
+
+
+def _span_annotations(conn: sqlite3.Connection) -> None:
+    """The ``span_annotations`` table, empty (``schema.DDL`` would add it too; recorded so
+    that the version says the file has it)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS span_annotations (trace_id BLOB NOT NULL,"
+        " span_id BLOB NOT NULL, annotation_id BLOB NOT NULL, annotation_kind TEXT NOT NULL,"
+        " body TEXT NOT NULL, time_ns INTEGER NOT NULL,"
+        " PRIMARY KEY (trace_id, span_id, annotation_id)) WITHOUT ROWID"
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("sessions_last_flag", _sessions_last_flag),
     ("analysis_usage", _analysis_usage),
+    ("analysis_model", _analysis_model),
+    ("span_annotations", _span_annotations),
 )
 """(name, function) in the order they run; a function sees an older file's tables."""
 

@@ -10,6 +10,9 @@
   task's latest feedback (``flag``...).
 * ``feedback`` holds one row per feedback span (``model.records.FeedbackRecord``); a
   task's ``flag`` is its latest feedback by time.
+* ``span_annotations`` holds one row per span annotation
+  (``model.records.SpanAnnotationRecord``: GenAI content and evaluation events, Logfire
+  annotations), whether its span is stored or not; the aggregator resolves them.
 * ``sessions`` and ``users`` are the rollups of ``model.rollup`` (``SessionRollup``,
   ``UserRollup``: their columns, their merge rules).
 
@@ -34,10 +37,12 @@ APPLICATION_ID = int.from_bytes(b"PHOS", "big")
 is created or upgraded, so that a store never takes another application's SQLite file for
 its own (``files.inspect``). Files made before it have our tables and no id."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 """1: the first schema; 2: ``sessions.last_flag`` (migration ``sessions_last_flag``); 3:
 the ``input_tokens``, ``output_tokens``, ``cost`` of ``task_analysis``,
-``session_analysis`` and ``user_analysis`` (migration ``analysis_usage``)."""
+``session_analysis`` and ``user_analysis`` (migration ``analysis_usage``); 4: their
+``model`` (migration ``analysis_model``); 5: the ``span_annotations`` table (migration
+``span_annotations``)."""
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -184,6 +189,17 @@ CREATE TABLE IF NOT EXISTS session_events (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS session_events_by_session ON session_events(session_id, time_ns);
 
+-- what log events and annotation spans say of a span (model.records.SpanAnnotationRecord)
+CREATE TABLE IF NOT EXISTS span_annotations (
+    trace_id      BLOB NOT NULL,
+    span_id       BLOB NOT NULL,     -- the span it is about
+    annotation_id BLOB NOT NULL,     -- the annotation span's id, or a log record's hash
+    annotation_kind TEXT NOT NULL,   -- 'content' | 'feedback' | 'candidate'
+    body          TEXT NOT NULL,     -- JSON object
+    time_ns       INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, span_id, annotation_id)
+) WITHOUT ROWID;  -- came later: migration span_annotations
+
 -- ---- the analyzer's work and results (store/sqlite/analysis.py) ----
 -- New tasks are found by tasks.rowid (meta 'analysis_tasks_after'); this queue holds the
 -- rest: 't' a known task replaced or given feedback, 's' a session with a new event.
@@ -210,8 +226,9 @@ CREATE TABLE IF NOT EXISTS task_analysis (
     analyzed_ns     INTEGER NOT NULL,
     input_tokens    INTEGER,         -- usage (insights/usage.py), NULL when not reported
     output_tokens   INTEGER,
-    cost            REAL
-);  -- the usage columns came later: migration analysis_usage
+    cost            REAL,
+    model           TEXT             -- the model most of its LLM calls name
+);  -- the usage columns came later: migrations analysis_usage, analysis_model
 CREATE INDEX IF NOT EXISTS task_analysis_by_label ON task_analysis(eval_label, start_ns);
 CREATE INDEX IF NOT EXISTS task_analysis_judge ON task_analysis(analyzed_ns)
     WHERE judge_pending = 1;
@@ -245,7 +262,8 @@ CREATE TABLE IF NOT EXISTS session_analysis (
     analyzed_ns        INTEGER NOT NULL,
     input_tokens       INTEGER,         -- its tasks' usage summed, NULL when none reported
     output_tokens      INTEGER,
-    cost               REAL
+    cost               REAL,
+    model              TEXT             -- the model most of its tasks used
 );
 CREATE INDEX IF NOT EXISTS session_analysis_by_state
     ON session_analysis(state, last_activity_ns);
@@ -268,7 +286,8 @@ CREATE TABLE IF NOT EXISTS user_analysis (
     analyzed_ns   INTEGER NOT NULL DEFAULT 0,
     input_tokens  INTEGER,  -- its tasks' usage summed when classified, NULL when none
     output_tokens INTEGER,
-    cost          REAL
+    cost          REAL,
+    model         TEXT      -- not computed for users yet: NULL
 );
 CREATE TABLE IF NOT EXISTS user_classes (
     label   TEXT NOT NULL,

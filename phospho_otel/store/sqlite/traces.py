@@ -26,6 +26,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from phospho_otel.errors import BadRequest
+from phospho_otel.model.records import SpanAnnotationRecord
 from phospho_otel.store.api import (
     MAX_SPANS_PER_TRACE,
     SESSION_TAG,
@@ -128,6 +129,16 @@ class SQLiteTraces:
     """``store.api.TraceReader`` over ``self.conn`` (set by ``SQLiteReader``)."""
 
     conn: sqlite3.Connection
+
+    def span_annotations(self, trace_ids: Iterable[bytes]) -> list[SpanAnnotationRecord]:
+        out: list[SpanAnnotationRecord] = []
+        ids = list(dict.fromkeys(trace_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            out.extend(SpanAnnotationRecord._make(row) for row in self.conn.execute(
+                f"SELECT {', '.join(SpanAnnotationRecord._fields)} FROM span_annotations"
+                f" WHERE trace_id IN ({', '.join('?' * len(chunk))})", chunk))
+        return out
 
     def get_traces(self, trace_ids: Iterable[bytes], *,
                    max_total_spans: int | None = None) -> list[StoredTrace]:

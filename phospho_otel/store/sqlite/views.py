@@ -43,12 +43,24 @@ _SESSION_SORT_SQL = {
     "duration_s": "(end_ns - start_ns)",
     "session_id": "session_id",
 }
-"""Sort keys -> SQL (each has an index ending in the id)."""
-def _analysed(expr: str) -> str:
-    """A user's figure from ``user_analysis``, -1 without one (so the cursor's row values
-    never meet a NULL): a probe by key per user, over 10,000 users about 10 ms."""
-    return (f"coalesce((SELECT {expr} FROM user_analysis a WHERE a.user_id ="
-            " users.user_id), -1)")
+"""Sort keys -> SQL (each has an index ending in the id; ``tokens`` and ``cost``, added
+below, probe ``session_analysis``)."""
+
+
+def _analysed(expr: str, table: str = "user_analysis", key: str = "users.user_id") -> str:
+    """A figure from an analysis table's row of ``key`` (default: the user's), -1 without
+    one (so the cursor's row values never meet a NULL): a probe by primary key per row
+    (users: over 10,000 about 10 ms; a walk of every row, sorted, for the tasks)."""
+    column = key.rsplit(".", 1)[1]
+    return f"coalesce((SELECT {expr} FROM {table} a WHERE a.{column} = {key}), -1)"
+
+
+_TOKENS = "nullif(coalesce(a.input_tokens, 0) + coalesce(a.output_tokens, 0), 0)"
+"""Input + output tokens of an analysis row (NULL when neither is known, or both 0)."""
+_SESSION_SORT_SQL |= {
+    "tokens": _analysed(_TOKENS, "session_analysis", "sessions.session_id"),
+    "cost": _analysed("a.cost", "session_analysis", "sessions.session_id"),
+}
 
 
 _USER_SORT_SQL = {
@@ -59,11 +71,14 @@ _USER_SORT_SQL = {
     "user_id": "user_id",
     "success_rate": _analysed("1.0 * a.success_count / nullif(a.success_count"
                               " + a.failure_count, 0)"),
-    "tokens": _analysed("nullif(coalesce(a.input_tokens, 0) + coalesce(a.output_tokens, 0)"
-                        " , 0)"),
+    "tokens": _analysed(_TOKENS),
     "cost": _analysed("a.cost"),
 }
-_TASK_SORT_SQL = {"start_time": "start_ns"}
+_TASK_SORT_SQL = {
+    "start_time": "start_ns",
+    "tokens": _analysed(_TOKENS, "task_analysis", "tasks.task_id"),
+    "cost": _analysed("a.cost", "task_analysis", "tasks.task_id"),
+}
 assert tuple(_SESSION_SORT_SQL) == SESSION_SORTS and tuple(_USER_SORT_SQL) == USER_SORTS
 assert tuple(_TASK_SORT_SQL) == TASK_SORTS
 
@@ -88,7 +103,11 @@ SESSION_WINDOW = 1_000
 USER_WINDOW = 200
 """Users searched at most per page for a metadata filter (each probes its tasks)."""
 
-_DRIVEN_SORT_SQL = {"start_time": "d.start_ns"}
+_DRIVEN_SORT_SQL = {
+    "start_time": "d.start_ns",
+    "tokens": _analysed(_TOKENS, "task_analysis", "t.task_id"),
+    "cost": _analysed("a.cost", "task_analysis", "t.task_id"),
+}
 """Sort keys of a task list read through task_events or task_analysis (alias ``d``)."""
 _RECORD = len(TaskRecord._fields)
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

@@ -21,6 +21,9 @@ How a request is written (``SQLiteWriter.write``), keeping the contracts of
 5. ``users.session_count`` moves by ``model.rollup.owner_deltas`` when sessions are new
    or change owner.
 6. Counters are added to the ``counters`` table.
+7. Span annotations go to ``span_annotations`` with ``INSERT OR IGNORE``. A derived
+   extraction (``Extraction.derived``) has no spans: its tasks and feedback are all
+   taken, and its tasks replace stored versions of an equal ``(end_ns, span_id)``.
 
 Speed: the one writer thread is the bottleneck of ingest, so it does as little as it
 can, in as few statements as it can (each statement hands the GIL over and must win it
@@ -53,6 +56,7 @@ from phospho_otel.model.records import (
     FeedbackRecord,
     Origin,
     SessionEventRecord,
+    SpanAnnotationRecord,
     SpanRecord,
     TaskFeedback,
     TaskRecord,
@@ -231,6 +235,8 @@ _INSERT_SPAN = _BulkInsert("spans", ("origin_id", *SpanRecord._fields), verb="IN
 _INSERT_FEEDBACK = _BulkInsert("feedback", FeedbackRecord._fields, verb="INSERT OR IGNORE")
 _INSERT_SESSION_EVENT = _BulkInsert("session_events", SessionEventRecord._fields,
                                     verb="INSERT OR IGNORE")
+_INSERT_ANNOTATION = _BulkInsert("span_annotations", SpanAnnotationRecord._fields,
+                                 verb="INSERT OR IGNORE")
 _QUEUE = _BulkInsert("analysis_queue", ("kind", "key"))
 _INSERT_TASK = _BulkInsert("tasks", (*TaskRecord._fields, *FEEDBACK_COLUMNS))
 _REPLACE_TASK = (
@@ -376,13 +382,16 @@ class SQLiteWriter:
             _INSERT_FEEDBACK.run(self.conn, feedback)
         updates = _Updates()
         inserted_ids = self._apply_tasks(
-            tasks, updates, counters, x.rollup if new_keys is None else None
+            tasks, updates, counters, x.rollup if new_keys is None else None,
+            revise=x.derived,
         )
         if feedback:
             self._apply_feedback({f.task_id for f in feedback} - inserted_ids, updates)
         if session_events:
             _INSERT_SESSION_EVENT.run(self.conn, session_events)
             updates.changed.extend(("s", e.session_id) for e in session_events)
+        if x.annotations:
+            _INSERT_ANNOTATION.run(self.conn, x.annotations)
         if updates.changed:  # for the analyzer (new tasks it finds by rowid)
             _QUEUE.run(self.conn, updates.changed)
         self._recompute(updates)
@@ -392,9 +401,11 @@ class SQLiteWriter:
     # -- tasks -------------------------------------------------------------------------
 
     def _apply_tasks(self, tasks: list[TaskRecord], updates: _Updates,
-                     counters: dict[str, int], precomputed: Rollup | None) -> set[str]:
-        """Insert new task ids, replace older versions; returns the inserted task ids.
-        ``precomputed`` is the rollup of ``tasks`` if all are new and have no feedback."""
+                     counters: dict[str, int], precomputed: Rollup | None, *,
+                     revise: bool = False) -> set[str]:
+        """Insert new task ids, replace older versions (``revise``: and equal ones);
+        returns the inserted task ids. ``precomputed`` is the rollup of ``tasks`` if all
+        are new and have no feedback."""
         if not tasks:
             return set()
         conn = self.conn
@@ -423,7 +434,8 @@ class SQLiteWriter:
                 continue
             old_span, old_end, old_session, old_user = old
             superseded += 1
-            if (task.end_ns, task.span_id) <= (old_end, old_span):
+            if (task.end_ns, task.span_id) < (old_end, old_span) or (
+                    not revise and (task.end_ns, task.span_id) == (old_end, old_span)):
                 continue
             updates.replaced += 1
             updates.changed.append(("t", task_id))
@@ -461,12 +473,16 @@ class SQLiteWriter:
         sessions, users = batch
         deltas: dict[str, int] = {}
         if sessions:
-            stored_owners: dict[str, str | None] = dict(conn.execute(
-                f"SELECT session_id, user_id FROM sessions WHERE {_in_json('session_id')}",
+            # One row (a JSON array) rather than one per session: each row fetched hands
+            # the GIL over and must win it back.
+            stored_owners: dict[str, str | None] = dict(json.loads(conn.execute(
+                "SELECT json_group_array(json_array(session_id, user_id)) FROM sessions"
+                f" WHERE {_in_json('session_id')}",
                 (_json_ids(list(sessions)),),
-            ).fetchall())
+            ).fetchone()[0]))
             deltas = owner_deltas(stored_owners, sessions)
-            _MERGE_SESSION.run(conn, [(k, *v) for k, v in sessions.items()])
+            # In key order: each upsert's primary-key seek lands next to the last one.
+            _MERGE_SESSION.run(conn, [(k, *sessions[k]) for k in sorted(sessions)])
         rows = []
         for user_id, values in users.items():
             row = [user_id, *values]
@@ -478,6 +494,7 @@ class SQLiteWriter:
             row[1 + _SESSION_COUNT] = delta
             rows.append(row)
         if rows:
+            rows.sort()  # in key order, as the sessions
             _MERGE_USER.run(conn, rows)
 
     # -- feedback on known tasks ---------------------------------------------------------

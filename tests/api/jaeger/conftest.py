@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from phospho_otel.api.jaeger import jaeger_routes
+from phospho_otel.receiver.decode import parse_json
 from phospho_otel.store import open_store
 from phospho_otel.store.api import Store
 from tests.support.oracle import write
@@ -25,7 +26,7 @@ from tests.support.traces import dataset
 def _serve_jaeger(store: Store, prefix: str = "/jaeger") -> Iterator[str]:
     """The Jaeger routes under ``prefix`` on a real uvicorn in a thread; yields the base
     URL (``http://127.0.0.1:PORT/jaeger``)."""
-    app = Starlette(routes=[Mount(prefix, routes=jaeger_routes(store))])
+    app = Starlette(routes=[Mount(prefix, routes=jaeger_routes(store, parse_otlp_json=parse_json))])
     with serve_asgi(app) as port:
         yield f"http://127.0.0.1:{port}{prefix}"
 

@@ -1,9 +1,12 @@
 """An app instrumented with OpenLLMetry (``traceloop-sdk``): each turn a ``@workflow``,
-its session and user set with ``Traceloop.set_association_properties``."""
+its session and user set with ``Traceloop.set_association_properties``. With the argument
+``phospho``: ``phospho_otel.init()`` after ``Traceloop.init`` (exporting to
+``PHOSPHO_ENDPOINT``)."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("TRACELOOP_TELEMETRY", "false")
 os.environ.setdefault("TRACELOOP_METRICS_ENABLED", "false")  # traces only: no /v1/metrics here
@@ -25,6 +28,10 @@ Traceloop.init(app_name="interop-traceloop",
                api_endpoint=os.environ["OTLP_TRACES_URL"].removesuffix("/v1/traces"),
                disable_batch=False, telemetry_enabled=False)
 api = client()
+if "phospho" in sys.argv[1:]:  # phospho_otel.init() on the provider the library set up
+    import phospho_otel
+
+    phospho_otel.init(endpoint=os.environ["PHOSPHO_ENDPOINT"])
 
 
 @workflow(name="chat_turn")
@@ -41,3 +48,5 @@ hold_conversation(turn)
 provider = trace.get_tracer_provider()  # the one Traceloop.init set up
 assert isinstance(provider, TracerProvider)
 provider.force_flush()
+if "phospho" in sys.argv[1:]:
+    phospho_otel.shutdown()

@@ -2,7 +2,8 @@
 with a child span in another service; tasks logged again, some moved to another session;
 feedback before and after its task; requests shuffled, some delivered twice) written to
 SQLite and to ClickHouse, then every view, insight and trace answer read through the
-store API from both and compared equal (and the views checked against the oracle)."""
+store API from both and compared equal (and the views checked against the oracle); then
+the analyzer run over both, and every answer on its results compared equal."""
 
 from __future__ import annotations
 
@@ -19,12 +20,20 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from phospho_otel.aggregator.extract import extract
 from phospho_otel.insights import session_insights, user_insights
+from phospho_otel.insights.analyzer import Analyzer
+from phospho_otel.insights.config import InsightsConfig
+from phospho_otel.insights.sessions import session_outcomes
+from phospho_otel.insights.users import user_class_counts, user_retention
+from phospho_otel.model.analysis import USER_CLASSES
 from phospho_otel.store import open_store
 from phospho_otel.store.api import (
+    SESSION_ANALYSIS_SORTS,
     SESSION_SORTS,
+    TASK_ANALYSIS_SORTS,
     TASK_SORTS,
     USER_ANALYSIS_SORTS,
     USER_SORTS,
+    Listing,
     Page,
     SessionFilter,
     Store,
@@ -91,7 +100,8 @@ def answers(r: StoreReader, ids: dict[str, list[str]]) -> Iterator[tuple[str, An
             tf = TaskFilter(from_ns=lo, to_ns=hi, user_id=user)
             unfiltered = lo is None and user is None  # every sort; the others one each
             directions = (True, False) if unfiltered else (True,)
-            for sort in SESSION_SORTS if unfiltered else SESSION_SORTS[:1]:
+            session_sorts = [s for s in SESSION_SORTS if s not in SESSION_ANALYSIS_SORTS]
+            for sort in session_sorts if unfiltered else session_sorts[:1]:
                 for desc in directions:
                     yield (f"sessions {sf} {sort} {desc}",
                            _walk(partial(r.list_sessions, sf), sort, desc))
@@ -100,7 +110,7 @@ def answers(r: StoreReader, ids: dict[str, list[str]]) -> Iterator[tuple[str, An
                 for desc in directions:
                     yield (f"users {uf} {sort} {desc}",
                            _walk(partial(r.list_users, uf), sort, desc))
-            for sort in TASK_SORTS:
+            for sort in [s for s in TASK_SORTS if s not in TASK_ANALYSIS_SORTS]:
                 for desc in directions:
                     yield (f"tasks {tf} {sort} {desc}",
                            _walk(partial(r.list_tasks, tf), sort, desc))
@@ -198,3 +208,138 @@ to 12 significant digits)."""
     assert not differences, f"{len(differences)} answers differ: {differences[:10]}"
     assert any(x for name, x in want if name.startswith("search")), "searches found nothing"
     assert any(x for name, x in want if name == "dependencies")
+
+
+ANALYSED_AT = BASE_NS + 40 * DAY
+"""The analyzer's "now" on both stores: every session idle for long (ended)."""
+
+
+ANALYSED_TASKS = 400
+"""The analyzer's workload is smaller (the analyzer reads session by session: on
+ClickHouse 18.16 about 0.1 s a session)."""
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[tuple[Store, Store, dict[str, list[str]], list[Analyzer]]]:
+    """A smaller workload written to both stores as above, then the analyzer run over
+    each to the end of its work (passes of 150 tasks: on ClickHouse, ingest batches are
+    then taken in parts), at the same fixed "now", and the users classified."""
+    requests, ids = workload(29, ANALYSED_TASKS, 30)
+    sqlite = open_store(str(tmp_path_factory.mktemp("analysed") / "store.db"),
+                        synchronous="NORMAL")
+    clickhouse = open_clickhouse_store("analysed")
+    try:
+        extractions = [extract(r) for r in requests]
+        for x in extractions:
+            sqlite.write([x])
+        for i in range(0, len(extractions), 4):
+            clickhouse.write(extractions[i : i + 4])
+        yield sqlite, clickhouse, ids, _analyse(sqlite, clickhouse)
+    finally:
+        sqlite.close()
+        clickhouse.close()
+
+
+def _analyse(*stores: Store) -> list[Analyzer]:
+    analyzers = []
+    for store in stores:
+        analyzer = Analyzer(store, InsightsConfig(), batch=150, classify_every_s=3600,
+                            clock=lambda: ANALYSED_AT)
+        while analyzer.run_once():
+            pass
+        analyzer._classify_if_due(ANALYSED_AT, force=True)
+        assert analyzer.stats.errors == 0 and analyzer.stats.passes > 1
+        analyzers.append(analyzer)
+    return analyzers
+
+
+def analysis_answers(r: StoreReader) -> Iterator[tuple[str, Any]]:
+    """Every answer of the store API on the analyzer's results, each with its name."""
+    task_ids = [f"t{i:04d}" for i in range(ANALYSED_TASKS + 20)]
+    sessions = _all(lambda p: r.list_sessions(SessionFilter(), p), "session_id")
+    users = _all(lambda p: r.list_users(UserFilter(), p), "user_id")
+    session_ids = [s.session_id for s in sessions]
+    user_ids = [u.rollup.user_id for u in users]
+    yield "pending", r.pending_analysis(100)[:2]
+    yield "tasks", r.task_analyses(task_ids)
+    yield "sessions", r.session_analyses([*session_ids, "missing"])
+    yield "users", {k: v._replace(analyzed_ns=0)
+                    for k, v in r.user_analyses([*user_ids, "missing"]).items()}
+    yield "session events", [r.session_events(s) for s in session_ids[:20]]
+    yield "idle", r.sessions_idle_since(ANALYSED_AT, 10_000)
+    yield "judge", r.judge_pending(100)
+    yield "facts", sorted(f._replace(event_counts=dict(f.event_counts))
+                          for f in r.user_facts(BASE_NS + 5 * DAY))
+    yield "latest activity", r.latest_activity_ns()
+    yield "user days", sorted(r.user_days())
+    yield "event days", r.event_days()
+    yield "success by position", r.success_by_position(10)
+    yield "class counts", user_class_counts(r)
+    for period in (None, "day", "week"):
+        yield f"retention {period}", user_retention(r, period=period)
+    some = sorted(t.task.trace_id for t in r.list_tasks(TaskFilter(), Page(
+        "start_time", limit=200)).items)
+    yield "mentioning", r.traces_mentioning(some, ["llm.model", "gen_ai.usage.input_tokens"])
+    windows = [(None, None), (BASE_NS + 2 * DAY, BASE_NS + 6 * DAY)]
+    for lo, hi in windows:
+        for user in (None, user_ids[3]):
+            sf = SessionFilter(from_ns=lo, to_ns=hi, user_id=user)
+            yield f"active durations {sf}", r.active_durations(sf)
+    yield "outcomes", session_outcomes(r)
+    reasons = sorted({s.end_reason for s in r.session_analyses(session_ids).values()
+                      if s.end_reason})
+    names = sorted({name for name, _, _ in r.event_days()})
+    assert reasons and names, "the workload makes end reasons and events"
+    filters = [SessionFilter(state="ended"), SessionFilter(state="active"),
+               *(SessionFilter(end_reason=x) for x in reasons),
+               *(SessionFilter(event=x) for x in names),
+               *(SessionFilter(evaluation=x) for x in ("success", "failure", "unknown")),
+               SessionFilter(state="ended", user_id=user_ids[0], event=names[0])]
+    for n, sf in enumerate(filters):
+        yield (f"sessions {sf}", _walk(partial(r.list_sessions, sf), "start_time", True, 1))
+        if n % 3 == 0:  # (each is about 10 queries)
+            yield f"session insights {sf}", session_insights(r, where=sf)
+            yield f"outcomes {sf}", session_outcomes(r, where=sf)
+    for tf in [*(TaskFilter(event=x) for x in names),
+               *(TaskFilter(evaluation=x) for x in ("success", "failure", "unknown")),
+               TaskFilter(event=names[0], evaluation="failure"),
+               TaskFilter(evaluation="success", user_id=user_ids[1])]:
+        yield f"tasks {tf}", _walk(partial(r.list_tasks, tf), "start_time", True, 1)
+    for label in USER_CLASSES:
+        uf = UserFilter(user_class=label)
+        yield f"users {uf}", _walk(partial(r.list_users, uf), "user_id", False, 1)
+    yield "user insights power", user_insights(r, where=UserFilter(user_class="power"))
+    for sort in USER_ANALYSIS_SORTS:
+        for desc in (True, False):
+            yield f"users by {sort} {desc}", _walk(partial(r.list_users, UserFilter()), sort,
+                                                   desc, limit=15)
+
+
+def _all(fetch: Callable[[Page], Listing[Any]], sort: str) -> list[Any]:
+    items: list[Any] = []
+    cursor = None
+    while True:
+        listing = fetch(Page(sort, descending=False, limit=500, cursor=cursor))
+        items += listing.items
+        cursor = listing.next_cursor
+        if cursor is None:
+            return items
+
+
+def test_every_analysis_answer_is_the_same(
+        analysed: tuple[Store, Store, dict[str, list[str]], list[Analyzer]]) -> None:
+    """The analyzer over both stores concludes the same, and every answer on its results
+    (by id, the work queue, figures, filters and sorts) is equal (floats to 12 digits)."""
+    sqlite, clickhouse, _, analyzers = analysed
+    assert analyzers[0].stats.tasks_analyzed > 0 and analyzers[1].stats.tasks_analyzed > 0
+    with sqlite.read() as a, clickhouse.read() as b:
+        want = list(analysis_answers(a))
+        got = list(analysis_answers(b))
+    assert [name for name, _ in got] == [name for name, _ in want]
+    differences = [name for (name, x), (_, y) in zip(want, got, strict=True)
+                   if _rounded(x) != _rounded(y)]
+    assert not differences, f"{len(differences)} answers differ: {differences[:10]}"
+    answers = dict(want)
+    assert len(answers["tasks"]) == ANALYSED_TASKS and answers["pending"] == ([], [])
+    assert answers["class counts"] and answers["event days"]
